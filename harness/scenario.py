@@ -1,0 +1,431 @@
+"""Scenario files: the YAML schema, strict loading and user-facing validation errors.
+
+A scenario file declares one scenario: the dataset, the hardware entries to
+compare, the regions to price the energy in, the training settings and the
+tracker settings. It is validated once, here, at the edge: unknown keys, wrong
+types, out-of-range values, unknown regions and duplicate names are refused
+with a message that names the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from harness.errors import UserError
+from harness.regions import Region, parse_region
+
+#: Names become parts of run ids and directory names: keep them file-name safe.
+NAME_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=40)]
+
+_MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)([kmg])$", re.IGNORECASE)
+_CPUSET_RE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+_EXAMPLE = "see scenarios/demo.yaml for a complete example"
+#: Separates the problem from its fix inside a validator's ValueError message.
+_FIX = " || fix: "
+
+
+class _Strict(BaseModel):
+    """Base of every schema model: unknown keys are errors, values are not coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class HardwareSpec(_Strict):
+    """One hardware entry to compare: the device and the limits the backend applies."""
+
+    name: Name
+    device: Literal["cpu", "gpu"]
+    cpus: float | None = Field(default=None, gt=0, le=1024)
+    """Number of CPUs the run may use (Docker ``--cpus``: a CPU-time quota)."""
+    cpuset: str | None = None
+    """CPUs the run is pinned to, e.g. ``"0"`` or ``"0-3,8"`` (Docker ``--cpuset-cpus``)."""
+    memory: str | None = None
+    """Memory limit, e.g. ``"4g"`` or ``"512m"`` (Docker ``--memory``)."""
+    gpus: int | None = Field(default=None, ge=1, le=64)
+    """Number of GPUs (GPU devices only; default 1)."""
+    gpu_ids: list[Annotated[int, Field(ge=0)]] | None = None
+    """Explicit GPU indices (GPU devices only; excludes ``gpus``)."""
+
+    @field_validator("cpus", mode="before")
+    @classmethod
+    def _int_cpus_are_fine(cls, value: Any) -> Any:
+        # strict mode refuses an int for a float field; "cpus: 2" is the natural spelling.
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("cpuset")
+    @classmethod
+    def _cpuset_syntax(cls, value: str | None) -> str | None:
+        if value is not None and not _CPUSET_RE.match(value):
+            raise ValueError(f"{value!r} is not a CPU list{_FIX}write it like \"0\", \"0-3\" or \"0,2-3\"")
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_syntax(cls, value: str | None) -> str | None:
+        if value is not None:
+            match = _MEMORY_RE.match(value)
+            if not match:
+                raise ValueError(f"{value!r} is not a memory size{_FIX}write it like \"512m\" or \"4g\"")
+            if parse_memory_bytes(value) < 64 * 2**20:
+                raise ValueError(f"{value!r} is below 64m, too little to start TensorFlow"
+                                 f"{_FIX}give at least \"2g\" for CIFAR-10")
+        return value
+
+    @model_validator(mode="after")
+    def _gpu_fields_match_device(self) -> HardwareSpec:
+        if self.device == "cpu" and (self.gpus is not None or self.gpu_ids is not None):
+            raise ValueError(f"gpus and gpu_ids are for device: gpu{_FIX}remove them or set device: gpu")
+        if self.gpus is not None and self.gpu_ids is not None:
+            raise ValueError(f"both gpus and gpu_ids are given{_FIX}keep gpus (a count) or gpu_ids "
+                             "(a list), not both")
+        return self
+
+    @property
+    def memory_bytes(self) -> int | None:
+        """The memory limit in bytes, or None when unlimited."""
+        return parse_memory_bytes(self.memory) if self.memory else None
+
+    @property
+    def gpu_count(self) -> int:
+        """Number of GPUs requested (0 for a CPU entry)."""
+        if self.device == "cpu":
+            return 0
+        return len(self.gpu_ids) if self.gpu_ids is not None else (self.gpus or 1)
+
+
+def parse_memory_bytes(text: str) -> int:
+    """Parse ``"512m"`` / ``"4g"`` / ``"1.5g"`` into bytes (binary units, like Docker)."""
+    match = _MEMORY_RE.match(text)
+    if not match:
+        raise ValueError(f"not a memory size: {text!r}")
+    number, unit = float(match.group(1)), match.group(2).lower()
+    return int(number * {"k": 2**10, "m": 2**20, "g": 2**30}[unit])
+
+
+class DatasetSpec(_Strict):
+    """Which data the run trains on. Synthetic data is labelled as such in every result."""
+
+    kind: Literal["cifar10", "synthetic"]
+    train_size: int | None = Field(default=None, ge=100, le=1_000_000)
+    """Synthetic only: number of training images (default 50,000, CIFAR-10's)."""
+    test_size: int | None = Field(default=None, ge=100, le=1_000_000)
+    """Synthetic only: number of test images (default 10,000, CIFAR-10's)."""
+    seed: int = Field(default=0, ge=0)
+    """Synthetic only: generator seed."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_bare_kind(cls, value: Any) -> Any:
+        # "dataset: cifar10" is the common spelling; the mapping form carries options.
+        return {"kind": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _sizes_only_for_synthetic(self) -> DatasetSpec:
+        if self.kind == "cifar10" and (self.train_size or self.test_size or self.seed):
+            raise ValueError(
+                "train_size, test_size and seed are for kind: synthetic (CIFAR-10 is always "
+                f"50,000 train / 10,000 test images){_FIX}remove them or set kind: synthetic"
+            )
+        return self
+
+    @property
+    def sizes(self) -> tuple[int, int]:
+        """(train, test) image counts."""
+        return (self.train_size or 50_000, self.test_size or 10_000)
+
+
+class TrainingSpec(_Strict):
+    """Training settings. Defaults are the research workload; anything else is a deviation."""
+
+    epochs: int = Field(default=10, ge=1, le=1000)
+    batch_size: int = Field(default=64, ge=1, le=65536)
+    learning_rate: float = Field(default=0.001, gt=0, le=1)
+    seed: int = Field(default=42, ge=0)
+    mixed_precision: bool = False
+    """Deviation: float16 compute (mixed_float16 policy). Changes the numbers."""
+    xla: bool = False
+    """Deviation: XLA compilation (jit_compile). Changes the numbers and the speed."""
+    early_stopping_patience: int | None = Field(default=None, ge=1, le=1000)
+    """Deviation: stop when validation loss has not improved for this many epochs."""
+
+    @field_validator("learning_rate", mode="before")
+    @classmethod
+    def _int_rate_is_fine(cls, value: Any) -> Any:
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    def deviations(self) -> dict[str, Any]:
+        """Settings that differ from the research workload, by name."""
+        reference = TrainingSpec()
+        return {
+            name: getattr(self, name)
+            for name in type(self).model_fields
+            if name != "seed" and getattr(self, name) != getattr(reference, name)
+        }
+
+
+class TrackerSpec(_Strict):
+    """CodeCarbon settings."""
+
+    measure_power_secs: float = Field(default=5.0, ge=0.5, le=300)
+    """Interval between power samples, seconds."""
+    pue: float = Field(default=1.0, ge=1.0, le=3.0)
+    """Power usage effectiveness of the data centre (1.0: count the machine only)."""
+    rapl: bool = False
+    """Container backends: mount the host's RAPL counters read-only so CPU energy is measured."""
+
+    @field_validator("measure_power_secs", "pue", mode="before")
+    @classmethod
+    def _ints_are_fine(cls, value: Any) -> Any:
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class RegionsSpec(_Strict):
+    """Where the energy is priced: the home region the tracker runs with, and the others."""
+
+    home: str
+    compare: list[str] = Field(default_factory=list)
+
+    @field_validator("home")
+    @classmethod
+    def _home_is_known(cls, value: str) -> str:
+        return parse_region(value).label
+
+    @field_validator("compare")
+    @classmethod
+    def _compare_are_known(cls, values: list[str]) -> list[str]:
+        labels = [parse_region(value).label for value in values]
+        duplicates = sorted({label for label in labels if labels.count(label) > 1})
+        if duplicates:
+            raise ValueError(f"listed twice: {', '.join(duplicates)}{_FIX}list each region once")
+        return labels
+
+    @property
+    def all(self) -> list[str]:
+        """Every region label to report, home first, without duplicates."""
+        return [self.home, *[label for label in self.compare if label != self.home]]
+
+    def home_region(self) -> Region:
+        """The home region, parsed."""
+        return parse_region(self.home)
+
+
+class Scenario(_Strict):
+    """One scenario file."""
+
+    name: Name
+    description: str = ""
+    dataset: DatasetSpec
+    hardware: list[HardwareSpec] = Field(min_length=1)
+    regions: RegionsSpec
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    tracker: TrackerSpec = Field(default_factory=TrackerSpec)
+    repeats: int = Field(default=1, ge=1, le=100)
+    timeout_s: float = Field(default=3600.0, gt=0, le=7 * 24 * 3600)
+    """Wall-clock limit of one run, seconds; the run is stopped and recorded as timed out."""
+
+    @field_validator("timeout_s", mode="before")
+    @classmethod
+    def _int_timeout_is_fine(cls, value: Any) -> Any:
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("hardware")
+    @classmethod
+    def _hardware_names_unique(cls, entries: list[HardwareSpec]) -> list[HardwareSpec]:
+        names = [entry.name for entry in entries]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"hardware names must be unique; listed twice: "
+                             f"{', '.join(duplicates)}{_FIX}rename one of them")
+        return entries
+
+
+class LoadedScenario(BaseModel):
+    """A validated scenario and the file it came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    scenario: Scenario
+    path: Path
+
+
+# --- loading ---------------------------------------------------------------------------
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
+)
+
+
+def load_scenario(path: Path) -> LoadedScenario:
+    """Read and validate one scenario file.
+
+    Raises:
+        UserError: the file is missing, empty, not YAML, or does not match the schema.
+    """
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError("no such file", source=path,
+                        fix="check the path; scenario files live in scenarios/") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read it ({exc.__class__.__name__})", source=path,
+                        fix="pass a readable YAML file") from None
+    try:
+        document = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        duplicate = "appears twice" in str(exc)
+        raise UserError(_describe_yaml_error(exc), source=path,
+                        fix="keep one of the two keys" if duplicate
+                        else "correct the YAML syntax at that line") from None
+    if document is None:
+        raise UserError("the file is empty", source=path,
+                        fix=f"declare name, dataset, hardware and regions; {_EXAMPLE}")
+    if not isinstance(document, dict):
+        raise UserError(f"expected a mapping of keys at the top, found a {type(document).__name__}",
+                        source=path, fix=_EXAMPLE)
+    try:
+        scenario = Scenario.model_validate(document)
+    except ValidationError as exc:
+        raise _schema_error(exc, path) from None
+    return LoadedScenario(scenario=scenario, path=path)
+
+
+def load_scenarios(paths: list[Path]) -> list[LoadedScenario]:
+    """Load several files; scenario names must be unique across them."""
+    if not paths:
+        raise UserError("no scenario file given", fix="pass one or more files, e.g. scenarios/demo.yaml")
+    loaded = [load_scenario(path) for path in paths]
+    seen: dict[str, Path] = {}
+    for item in loaded:
+        name = item.scenario.name
+        if name in seen:
+            raise UserError(
+                f"scenario name {name!r} is already used by {seen[name]}",
+                source=item.path, key="name", fix="give each scenario a unique name",
+            )
+        seen[name] = item.path
+    return loaded
+
+
+def _describe_yaml_error(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    if mark is not None:
+        return f"YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return f"YAML syntax error: {problem}"
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    """Render pydantic's error location as ``hardware[0].cpus``."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part in ("function-after", "function-before", "function-plain") or "[" in str(part):
+            continue  # pydantic's internal validator steps, not user keys
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "(top level)"
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed in the mapping that holds ``loc``'s last element."""
+    model: type[BaseModel] = Scenario
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        annotation = field.annotation
+        for candidate in (annotation, *getattr(annotation, "__args__", ())):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                model = candidate
+                break
+            inner = getattr(candidate, "__args__", ())
+            if inner and isinstance(inner[0], type) and issubclass(inner[0], BaseModel):
+                model = inner[0]
+                break
+        else:
+            return []
+    return list(model.model_fields)
+
+
+def _fix_for(error: dict[str, Any], key: str) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(error["loc"])
+        unknown = str(error["loc"][-1])
+        close = difflib.get_close_matches(unknown, allowed, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"{hint}remove it; the keys allowed here are: {', '.join(allowed)}"
+    if kind == "missing":
+        return f"add {key}; {_EXAMPLE}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        bound = {"greater_than": "above", "greater_than_equal": "at least",
+                 "less_than": "below", "less_than_equal": "at most"}[kind]
+        return f"set {key} to a value {bound} {next(iter(ctx.values()))}"
+    if kind == "string_pattern_mismatch":
+        return f"use lower-case letters, digits and single hyphens for {key}, e.g. cpu-2"
+    if kind == "literal_error":
+        return f"set {key} to one of {ctx.get('expected')}"
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        return f"give {key} a value of the expected type; {_EXAMPLE}"
+    if kind == "value_error" and key.startswith("regions"):
+        return "run `python -m harness regions` to list the names CodeCarbon has data for"
+    if kind == "too_short":
+        return f"list at least one entry under {key}"
+    return f"correct {key}; {_EXAMPLE}"
+
+
+def _schema_error(exc: ValidationError, path: Path) -> UserError:
+    """One UserError that lists every schema problem with its key and fix."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        key = _key_path(error["loc"])
+        message, _, own_fix = error["msg"].removeprefix("Value error, ").partition(_FIX)
+        scalar = isinstance(error.get("input"), (str, int, float, bool))
+        if error["type"] not in ("missing", "extra_forbidden") and scalar:
+            shown = repr(error["input"])
+            message += f" (got {shown[:60]})"
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        fix = own_fix or _fix_for(error, key)
+        problems.append((key, message, fix))
+    errors = [
+        UserError(message, source=path, key=key, fix=fix or None) for key, message, fix in problems
+    ]
+    first = errors[0]
+    return UserError(first.message, source=path, key=first.key, fix=first.fix, also=errors[1:])

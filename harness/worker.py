@@ -1,0 +1,414 @@
+"""The worker: one tracked training run, ``python -m harness.worker RUN_DIR``.
+
+The only entry point that imports TensorFlow. It runs the same way in a local
+process and in a container: it reads ``run.json`` from the run directory and
+writes ``metrics.json``, ``history.json`` and CodeCarbon's ``emissions.csv`` there.
+Progress goes to stdout as ``HARNESS_PROGRESS {json}`` lines for the host.
+
+Exit status: 0 complete; 1 failed; 3 stopped by SIGTERM/SIGINT (results marked partial).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import signal
+import sys
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness import __version__, dataset
+from harness.fileio import write_json
+from harness.plan import RunSpec, read_run_file
+from harness.scenario import DatasetSpec
+
+METRICS_FORMAT = "harness.metrics"
+# Version history of metrics.json:
+#   1: first version.
+METRICS_VERSION = 1
+HISTORY_FORMAT = "harness.history"
+HISTORY_VERSION = 1
+PROGRESS_PREFIX = "HARNESS_PROGRESS "
+EXIT_OK, EXIT_FAILED, EXIT_PARTIAL = 0, 1, 3
+
+
+def dataset_root(spec: DatasetSpec, data_dir: Path) -> Path:
+    """The directory holding the dataset a run trains on (it contains cifar-10-batches-py/)."""
+    if spec.kind == "cifar10":
+        return dataset.cifar10_root(data_dir)
+    train, test = spec.sizes
+    return dataset.synthetic_root(data_dir, train, test, spec.seed)
+
+
+class Stopped(BaseException):
+    """Raised in the main thread when the host asks the worker to stop (SIGTERM/SIGINT).
+
+    A BaseException so that no ``except Exception`` inside Keras swallows it.
+    """
+
+
+class WorkerFailure(Exception):
+    """A run that cannot proceed (e.g. a GPU scenario without a GPU)."""
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    raise Stopped(signal.Signals(signum).name)
+
+
+def emit_progress(**fields: Any) -> None:
+    """One progress line for the host; flushed at once so the host sees it live."""
+    print(PROGRESS_PREFIX + json.dumps(fields), flush=True)
+
+
+def effective_cpus() -> float:
+    """CPUs this process may really use: the affinity set, capped by a cgroup v2 quota."""
+    count = float(len(os.sched_getaffinity(0)))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            count = min(count, int(quota) / int(period))
+    except (OSError, ValueError):
+        pass
+    return count
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+class _RunState:
+    """What the run has produced so far; written out even when the run is cut short."""
+
+    def __init__(self, run_dir: Path, spec: RunSpec) -> None:
+        self.run_dir = run_dir
+        self.spec = spec
+        self.process_start = time.time() - _process_age_s()
+        self.started_at = datetime.now(UTC).isoformat()
+        self.epochs: list[dict[str, Any]] = []
+        self.first_step_s: float | None = None
+        self.max_step_gap_s: float = 0.0
+        self.test_loss: float | None = None
+        self.test_accuracy: float | None = None
+        self.train_size = 0
+        self.test_size = 0
+        self.dataset_info: dict[str, Any] = {}
+        self.environment: dict[str, Any] = {}
+
+    def write_history(self) -> None:
+        write_json(self.run_dir / "history.json", HISTORY_FORMAT, HISTORY_VERSION,
+                   {"run_id": self.spec.run_id, "epochs": self.epochs})
+
+
+def _process_age_s() -> float:
+    """Seconds since this process started (from /proc, so imports are counted)."""
+    try:
+        import psutil  # a CodeCarbon dependency
+
+        return max(0.0, time.time() - psutil.Process().create_time())
+    except Exception:
+        return 0.0
+
+
+def _make_callback(state: _RunState, epochs: int, steps_per_epoch: int):
+    import tensorflow as tf
+
+    class ProgressCallback(tf.keras.callbacks.Callback):
+        """Records per-epoch history and the longest gap between training steps."""
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self._epoch_start = time.perf_counter()
+            self._last_step = self._epoch_start
+            self._train_end: float | None = None
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            now = time.perf_counter()
+            if state.first_step_s is None:
+                state.first_step_s = time.time() - state.process_start
+            elif batch > 0 or state.epochs:
+                state.max_step_gap_s = max(state.max_step_gap_s, now - self._last_step)
+            self._last_step = now
+
+        def on_test_begin(self, logs: dict | None = None) -> None:
+            self._train_end = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            now = time.perf_counter()
+            logs = logs or {}
+            train_end = self._train_end or now
+            record = {
+                "epoch": epoch + 1,
+                "loss": float(logs.get("loss", math.nan)),
+                "accuracy": float(logs.get("accuracy", math.nan)),
+                "val_loss": float(logs.get("val_loss", math.nan)),
+                "val_accuracy": float(logs.get("val_accuracy", math.nan)),
+                "duration_s": now - self._epoch_start,
+                "train_s": train_end - self._epoch_start,
+                "validation_s": now - train_end,
+            }
+            state.epochs.append(record)
+            state.write_history()
+            # The first step of the next epoch is measured from here, so a stall at
+            # the epoch boundary (iterator teardown) counts as a gap.
+            self._last_step = now
+            emit_progress(event="epoch", epoch=epoch + 1, epochs=epochs,
+                          val_accuracy=record["val_accuracy"], epoch_s=record["duration_s"])
+
+    return ProgressCallback()
+
+
+def _configure_tensorflow(spec: RunSpec, state: _RunState) -> Any:
+    """Import TensorFlow, match threads to the CPUs granted, and check the device."""
+    import tensorflow as tf
+
+    cpus = effective_cpus()
+    threads = max(1, math.ceil(cpus))
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    gpus = tf.config.list_physical_devices("GPU")
+    wanted = spec.hardware.gpu_count
+    if spec.hardware.device == "cpu":
+        # A CPU scenario must not drift onto a GPU that happens to be visible.
+        tf.config.set_visible_devices([], "GPU")
+        gpu_names: list[str] = []
+    else:
+        if len(gpus) < wanted:
+            raise WorkerFailure(
+                f"this is a GPU scenario ({wanted} GPU(s) requested) but TensorFlow sees "
+                f"{len(gpus)} GPU(s); refusing to run it on the CPU"
+            )
+        gpus = gpus[:wanted]
+        tf.config.set_visible_devices(gpus, "GPU")
+        gpu_names = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
+                     for g in gpus]
+    import codecarbon
+    import keras
+    import numpy
+
+    state.environment = {
+        "versions": {
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "codecarbon": codecarbon.__version__,
+            "numpy": numpy.__version__,
+            "harness": __version__,
+        },
+        "cpu_model": _cpu_model(),
+        "cpus_visible": len(os.sched_getaffinity(0)),
+        "cpus_effective": cpus,
+        "tf_threads": threads,
+        "gpu_models": gpu_names,
+        "gpu_count": len(gpu_names),
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "in_container": Path("/.dockerenv").exists(),
+    }
+    return tf
+
+
+def _train(spec: RunSpec, data_dir: Path, state: _RunState, tracking: Any) -> None:
+    tracking.start_phase("setup")
+    tf = _configure_tensorflow(spec, state)
+    from harness import model as model_lib
+
+    root = dataset_root(spec.dataset, data_dir)
+    data = dataset.load(root)
+    state.dataset_info = data.describe()
+    state.train_size, state.test_size = data.train_size, data.test_size
+    emit_progress(event="setup", dataset=data.kind, train_size=data.train_size)
+    tf.keras.utils.set_random_seed(spec.training.seed)
+    training = spec.training
+    strategy = (tf.distribute.MirroredStrategy() if spec.hardware.gpu_count > 1
+                else tf.distribute.get_strategy())
+    with strategy.scope():
+        model = model_lib.build_model(training)
+    train_ds = model_lib.train_dataset(data.x_train, data.y_train, training.batch_size,
+                                       training.seed)
+    eval_ds = model_lib.eval_dataset(data.x_test, data.y_test)
+    callbacks = [_make_callback(state, training.epochs,
+                                model_lib.steps(data.train_size, training.batch_size))]
+    if training.early_stopping_patience:
+        callbacks.append(tf.keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=training.early_stopping_patience,
+            restore_best_weights=True))
+
+    tracking.start_phase("training")
+    model.fit(train_ds, epochs=training.epochs, validation_data=eval_ds,
+              callbacks=callbacks, shuffle=False, verbose=0)  # shuffled by train_dataset
+
+    tracking.start_phase("evaluation")
+    loss, accuracy = model.evaluate(eval_ds, verbose=0)
+    state.test_loss, state.test_accuracy = float(loss), float(accuracy)
+    tracking.stop_phase()
+
+
+def _read_total_row(run_dir: Path) -> dict[str, str] | None:
+    """The last row of CodeCarbon's emissions.csv (the run's total), or None."""
+    import csv
+
+    path = run_dir / "emissions.csv"
+    try:
+        with path.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError:
+        return None
+    return rows[-1] if rows else None
+
+
+def _metrics(state: _RunState, tracking: Any, status: str, error: str | None,
+             wall_s: float) -> dict[str, Any]:
+    spec = state.spec
+    phases = {p.name: p for p in tracking.phases} if tracking else {}
+    training_phase = phases.get("training")
+    train_images = state.train_size * len(state.epochs)
+    train_s = sum(e["train_s"] for e in state.epochs)
+    after_warmup = state.epochs[1:]
+    warm_s = sum(e["train_s"] for e in after_warmup)
+    row = _read_total_row(state.run_dir)
+
+    def _num(key: str) -> float | None:
+        try:
+            return float(row[key]) if row and row.get(key) not in (None, "") else None
+        except ValueError:
+            return None
+
+    return {
+        "run_id": spec.run_id,
+        "status": status,
+        "tracker_check": _tracker_check(spec.home_region, _num("energy_consumed"),
+                                        _num("emissions")),
+        "error": error,
+        "started_at": state.started_at,
+        "finished_at": datetime.now(UTC).isoformat(),
+        "scenario": spec.scenario,
+        "hardware": spec.hardware.name,
+        "device": spec.hardware.device,
+        "repeat": spec.repeat,
+        "home_region": spec.home_region,
+        "dataset": state.dataset_info or {"kind": spec.dataset.kind},
+        "training": {
+            **spec.training.model_dump(mode="json"),
+            "deviations": spec.training.deviations(),
+            "epochs_planned": spec.training.epochs,
+            "epochs_run": len(state.epochs),
+        },
+        "test_accuracy": state.test_accuracy,
+        "test_loss": state.test_loss,
+        "wall_s": wall_s,
+        "training_s": training_phase.duration_s if training_phase else None,
+        "train_only_s": train_s,
+        "images_per_s": train_images / train_s if train_s > 0 else None,
+        "images_per_s_after_warmup": (state.train_size * len(after_warmup) / warm_s
+                                      if warm_s > 0 else None),
+        "first_step_s": state.first_step_s,
+        "max_step_gap_s": state.max_step_gap_s if state.epochs else None,
+        "energy_kwh": _num("energy_consumed"),
+        "cpu_energy_kwh": _num("cpu_energy"),
+        "gpu_energy_kwh": _num("gpu_energy"),
+        "ram_energy_kwh": _num("ram_energy"),
+        "emissions_kg": _num("emissions"),
+        "tracker": {
+            **spec.tracker.model_dump(mode="json"),
+            "csv_duration_s": _num("duration"),
+            "country_iso_code": row.get("country_iso_code") if row else None,
+            "region": row.get("region") if row else None,
+            "cloud_provider": row.get("cloud_provider") if row else None,
+            "cloud_region": row.get("cloud_region") if row else None,
+        },
+        "phases": [p.__dict__ for p in tracking.phases] if tracking else [],
+        "power": [m.__dict__ for m in tracking.power_methods()] if tracking else [],
+        "environment": state.environment,
+    }
+
+
+def _tracker_check(home_region: str, energy_kwh: float | None,
+                   emissions_kg: float | None) -> dict[str, Any]:
+    """Re-price the CSV's total energy in the home region and compare with the CSV's CO2.
+
+    They agree to rounding unless CodeCarbon's scheduler added energy during stop()
+    that it never priced (a race seen here); the report flags a disagreement.
+    """
+    if energy_kwh is None or emissions_kg is None:
+        return {"ok": False, "detail": "no total row in emissions.csv"}
+    from harness.regions import parse_region, price
+
+    repriced = price(energy_kwh, parse_region(home_region))
+    rel = abs(repriced - emissions_kg) / repriced if repriced else abs(emissions_kg)
+    return {"ok": rel <= 1e-9, "repriced_kg": repriced, "csv_kg": emissions_kg,
+            "relative_difference": rel}
+
+
+def run(run_dir: Path, data_dir: Path) -> int:
+    """Run the training described by ``run_dir/run.json``; returns the exit status."""
+    spec, _ = read_run_file(run_dir)
+    state = _RunState(run_dir, spec)
+    wall_start = time.perf_counter()
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    tracking = None
+    status, error, code = "complete", None, EXIT_OK
+    try:
+        from harness.tracking import quiet_codecarbon, start_tracking
+
+        tracking = start_tracking(
+            run_dir, home_region=spec.home_region,
+            measure_power_secs=spec.tracker.measure_power_secs, pue=spec.tracker.pue,
+            project=spec.scenario, experiment=spec.run_id,
+        )
+        quiet_codecarbon()
+        _train(spec, data_dir, state, tracking)
+    except Stopped as exc:
+        status, error, code = "partial", f"stopped by {exc}", EXIT_PARTIAL
+    except Exception as exc:
+        status, error, code = "failed", f"{type(exc).__name__}: {exc}", EXIT_FAILED
+        traceback.print_exc()
+    finally:
+        # Ignore further signals while the results are written: losing them now
+        # would lose everything measured so far.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if tracking is not None:
+            try:
+                tracking.stop()
+            except Exception:
+                traceback.print_exc()
+        if state.epochs:
+            state.write_history()
+        write_json(run_dir / "metrics.json", METRICS_FORMAT, METRICS_VERSION,
+                   _metrics(state, tracking, status, error, time.perf_counter() - wall_start))
+    if error:
+        print(f"worker: run {spec.run_id} {status}: {error}", file=sys.stderr, flush=True)
+    emit_progress(event="done", status=status)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.worker",
+                                     description="Run one tracked training (see run.json).")
+    parser.add_argument("run_dir", type=Path, help="directory holding run.json")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="dataset directory (default: $HARNESS_DATA_DIR or ./data)")
+    args = parser.parse_args(argv)
+    from harness.errors import UserError
+
+    try:
+        return run(args.run_dir, args.data_dir or dataset.default_data_dir())
+    except UserError as exc:
+        print(f"worker: {exc.render()}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""End to end on the local backend: the real worker (TensorFlow, CodeCarbon) on small data.
+
+No mocks: each test runs ``python -m harness run`` as a user would, on a generated
+dataset in CIFAR-10's on-disk format, and reads the files it leaves behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.results import load_results
+from tests.conftest import REPO, run_cli
+
+pytestmark = pytest.mark.slow
+
+SCENARIO = """\
+name: e2e
+dataset:
+  kind: synthetic
+  train_size: 3000
+  test_size: 600
+hardware:
+{hardware}
+regions:
+  home: FRA
+  compare: [DEU, USA/california]
+training:
+  epochs: {epochs}
+tracker:
+  measure_power_secs: 1
+timeout_s: {timeout}
+"""
+
+
+def _scenario(tmp_path: Path, *, hardware: list[str], epochs: int, timeout: float = 600,
+              name: str = "e2e") -> Path:
+    entries = "\n".join(f"  - name: {h}\n    device: cpu" for h in hardware)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(SCENARIO.format(hardware=entries, epochs=epochs, timeout=timeout)
+                    .replace("name: e2e", f"name: {name}"))
+    return path
+
+
+def _args(tmp_path: Path, session: str) -> list[str]:
+    return ["--results-dir", str(tmp_path / "results"), "--data-dir", str(tmp_path / "data"),
+            "--session", session]
+
+
+def test_run_trains_to_accuracy_and_files_agree(tmp_path: Path) -> None:
+    scenario = _scenario(tmp_path, hardware=["cpu-a"], epochs=2)
+    result = run_cli("run", str(scenario), *_args(tmp_path, "s1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "results" / "s1" / "e2e__cpu-a__r01"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    history = json.loads((run_dir / "history.json").read_text())
+    with (run_dir / "emissions.csv").open() as fh:
+        row = list(csv.DictReader(fh))[-1]
+
+    assert metrics["format"] == "harness.metrics" and metrics["version"] == 1
+    assert metrics["status"] == "complete"
+    assert metrics["dataset"]["kind"] == "synthetic"
+    assert metrics["dataset"]["train_size"] == 3000
+    assert metrics["test_accuracy"] >= 0.90
+    assert len(history["epochs"]) == 2 == metrics["training"]["epochs_run"]
+    assert [e["epoch"] for e in history["epochs"]] == [1, 2]
+    # metrics.json's energy is CodeCarbon's own total row, to the last digit.
+    assert metrics["energy_kwh"] == float(row["energy_consumed"]) > 0
+    assert metrics["emissions_kg"] == float(row["emissions"]) > 0
+    assert metrics["tracker_check"]["ok"] is True
+    # The phases are CodeCarbon tasks; their energy is the total row's but for the
+    # moments between tasks (tracker start, task switches), a fraction of a percent.
+    phases = {p["name"]: p for p in metrics["phases"]}
+    assert set(phases) == {"setup", "training", "evaluation"}
+    phase_sum = sum(p["energy_kwh"] for p in phases.values())
+    assert 0.98 * float(row["energy_consumed"]) <= phase_sum <= float(row["energy_consumed"])
+    # Durations come from our clock: the CSV's total row carries only the last task's.
+    assert metrics["training_s"] > float(row["duration"])
+    # No RAPL here: CPU power is estimated and must say so.
+    power = {p["component"]: p for p in metrics["power"]}
+    assert power["cpu"]["measured"] is (power["cpu"]["method"] == "intel_rapl")
+    assert power["ram"]["measured"] is False
+    versions = metrics["environment"]["versions"]
+    assert versions["tensorflow"] == "2.21.0" and versions["codecarbon"] == "3.3.2"
+    # The first report table is a pure function of the files.
+    assert "e2e__cpu-a__r01" in result.stdout and "synthetic" in result.stdout
+    report = run_cli("report", str(tmp_path / "results" / "s1"))
+    assert report.returncode == 0, report.stderr
+    assert "estimated" in report.stdout
+
+
+def _wait_for(predicate, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _worker_pid(run_dir: Path) -> int | None:
+    out = subprocess.run(["pgrep", "-f", f"harness.worker {run_dir}"], capture_output=True,
+                         text=True)
+    pids = [int(p) for p in out.stdout.split()]
+    return pids[0] if pids else None
+
+
+def test_killed_workers_are_recorded_and_the_next_run_completes(tmp_path: Path) -> None:
+    scenario = _scenario(tmp_path, hardware=["term", "kill", "fine"], epochs=3)
+    session = tmp_path / "results" / "s2"
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(scenario),
+                             *_args(tmp_path, "s2")], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for name, sig in (("term", signal.SIGTERM), ("kill", signal.SIGKILL)):
+            run_dir = (session / f"e2e__{name}__r01").resolve()
+            # Mid-run: after the first epoch has been written.
+            assert _wait_for(lambda d=run_dir: (d / "history.json").exists(), 300), name
+            pid = _worker_pid(run_dir)
+            assert pid is not None, f"no worker process for {name}"
+            os.kill(pid, sig)
+        _out, err = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err[-3000:]
+    statuses = {r.run_id: r for r in load_results([session])}
+    term = statuses["e2e__term__r01"]
+    assert term.status == "partial"
+    assert term.metrics["status"] == "partial" and term.metrics["training"]["epochs_run"] >= 1
+    assert float(term.emissions["energy_consumed"]) > 0  # the tracker was stopped cleanly
+    killed = statuses["e2e__kill__r01"]
+    assert killed.status == "failed"
+    assert killed.outcome["exit_code"] == -signal.SIGKILL
+    assert killed.outcome["log_tail"], "the last log lines are kept"
+    assert statuses["e2e__fine__r01"].status == "ok"
+    assert "2 run(s) did not succeed" in err
+
+
+def test_timeout_stops_the_run_and_keeps_partial_results(tmp_path: Path) -> None:
+    scenario = _scenario(tmp_path, hardware=["slow"], epochs=200, timeout=25, name="tmo")
+    result = run_cli("run", str(scenario), *_args(tmp_path, "s3"))
+    assert result.returncode == 1
+    (run,) = load_results([tmp_path / "results" / "s3"])
+    assert run.status == "timeout"
+    assert run.metrics["status"] == "partial"
+    assert run.outcome["duration_s"] < 25 + 35  # timeout plus the stop grace period
+
+
+def test_ctrl_c_leaves_no_worker_and_a_readable_session(tmp_path: Path) -> None:
+    scenario = _scenario(tmp_path, hardware=["one", "two"], epochs=50, name="intr")
+    session = tmp_path / "results" / "s4"
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(scenario),
+                             *_args(tmp_path, "s4")], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    run_dir = (session / "intr__one__r01").resolve()
+    assert _wait_for(lambda: (run_dir / "history.json").exists(), 300)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert _worker_pid(run_dir) is None
+    (run,) = load_results([session])  # the second run never started
+    assert run.status == "interrupted"
+    assert run.metrics["status"] == "partial"
+    report = run_cli("report", str(session))
+    assert report.returncode == 0 and "interrupted" in report.stdout
+
+
+def test_missing_cifar10_names_both_ways_to_get_it(tmp_path: Path) -> None:
+    path = tmp_path / "real.yaml"
+    path.write_text(SCENARIO.replace("""dataset:
+  kind: synthetic
+  train_size: 3000
+  test_size: 600""", "dataset: cifar10").format(hardware="  - name: a\n    device: cpu",
+                                                  epochs=1, timeout=60))
+    result = run_cli("run", str(path), *_args(tmp_path, "s5"))
+    assert result.returncode == 2
+    assert "data fetch" in result.stderr and "data import" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "results" / "s5").exists()
+
+
+def test_session_is_never_overwritten(tmp_path: Path) -> None:
+    (tmp_path / "results" / "taken").mkdir(parents=True)
+    scenario = _scenario(tmp_path, hardware=["a"], epochs=1)
+    result = run_cli("run", str(scenario), *_args(tmp_path, "taken"))
+    assert result.returncode == 2
+    assert "already exists" in result.stderr
