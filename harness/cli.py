@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from tabulate import tabulate
 
+from harness.backends import Backend
 from harness.errors import UserError
 
 EXIT_USER_ERROR = 2
@@ -47,28 +48,51 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _make_backend(name: str, console: Console):
+def _make_backend(args: argparse.Namespace, console: Console) -> Backend:
+    """The backend named by --backend; ``auto`` is docker when a daemon answers."""
+    name = args.backend
+    if name == "auto":
+        from harness.backends.docker_backend import docker_answers
+
+        if docker_answers():
+            name = "docker"
+        else:
+            from harness.backends.local import LocalBackend
+
+            reason = "--backend auto: no Docker daemon answered"
+            console.print(f"[bold yellow]NOTE: {reason}; running workers as local processes. "
+                          "Hardware limits (cpus, memory) are not enforced, and every result "
+                          "records the local backend.[/]")
+            return LocalBackend(fallback_reason=reason)
     if name == "local":
         from harness.backends.local import LocalBackend
 
         return LocalBackend()
-    raise UserError(f"unknown backend {name!r}", key="--backend", fix="use --backend local")
+    if name == "docker":
+        from harness.backends.docker_backend import DockerBackend
+
+        return DockerBackend(base_image=args.base_image, flavour=args.image_flavour,
+                             log=lambda line: console.print(line, markup=False, highlight=False))
+    raise UserError(f"unknown backend {name!r}", key="--backend",
+                    fix="use --backend auto, docker or local")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     loaded, runs = _plan(args.files)
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     from harness import dataset
     from harness.report import runs_table
     from harness.results import load_results
     from harness.runner import Runner
 
-    backend = _make_backend(args.backend, console)
+    backend = _make_backend(args, console)
     runner = Runner(backend, args.results_dir, args.data_dir or dataset.default_data_dir(), console)
     session_dir, records = runner.run(runs, session=args.session,
                                       scenario_files=[str(item.path) for item in loaded],
                                       argv=sys.argv)
     print(runs_table(load_results([session_dir])))
+    # The comparison of this session, as `harness report` would write it.
+    _report([session_dir], out=None, baseline=None, fmt="simple")
     bad = [r for r in records if r.status != "ok"]
     skipped = len(runs) - len(records)
     if bad or skipped:
@@ -80,15 +104,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from harness.report import runs_table
-    from harness.results import load_results
-
-    results = load_results(args.dirs)
-    for result in results:
-        for warning in result.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-    print(runs_table(results, tablefmt=args.format))
+    _report(args.dirs, out=args.out, baseline=args.baseline, fmt=args.format)
     return 0
+
+
+def _report(dirs: list[Path], *, out: Path | None, baseline: str | None, fmt: str) -> None:
+    """Print the comparison tables and write report.md, CSV, JSON and plots."""
+    from harness.report import build_report, default_out_dir, load, render_text, write_report
+
+    results, load_warnings = load(dirs)
+    report = build_report(results, baseline=baseline, warnings=load_warnings)
+    print(render_text(report, fmt))
+    out_dir = out or default_out_dir(results)
+    written = write_report(report, out_dir)
+    print(f"report written to {out_dir}/: " + ", ".join(path.name for path in written),
+          flush=True)
+    # Last, so they are not scrolled away by the tables.
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
@@ -140,6 +173,18 @@ def _cmd_regions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_image(args: argparse.Namespace) -> int:
+    from harness.backends.docker_backend import DockerBackend
+
+    console = Console(stderr=True, soft_wrap=True)
+    backend = DockerBackend(base_image=args.base_image,
+                            log=lambda line: console.print(line, markup=False, highlight=False))
+    for flavour in ("cpu", "gpu") if args.flavour == "all" else (args.flavour,):
+        image = backend.ensure_image(flavour)
+        print(f"{flavour}: {image.tags[0] if image.tags else image.id} ({image.id[:19]})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness",
                                      description="CIFAR-10 carbon benchmark harness")
@@ -155,15 +200,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the scenarios and write a results session")
     p.add_argument("files", nargs="+", type=Path)
-    p.add_argument("--backend", default="local", help="where workers run (default: local)")
+    p.add_argument("--backend", default="auto", choices=["auto", "docker", "local"],
+                   help="where workers run: docker containers, local processes, or auto "
+                        "(docker when a daemon answers, else local; the default)")
+    p.add_argument("--base-image", help="docker: base image of the worker images (default: "
+                   "python:3.11-slim-bookworm, else the local stand-in from `make base-image`)")
+    p.add_argument("--image-flavour", choices=["cpu", "gpu"],
+                   help="docker: use this worker image for every run (default: by device)")
     p.add_argument("--session", help="session directory name (default: timestamp + scenarios)")
     p.add_argument("--results-dir", type=Path, default=Path("results"))
     p.add_argument("--data-dir", type=Path, help="datasets (default: $HARNESS_DATA_DIR or data/)")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("report", help="tables from result directories")
-    p.add_argument("dirs", nargs="+", type=Path, help="session (or results) directories")
-    p.add_argument("--format", default="simple", help="tabulate format (simple, github...)")
+    p = sub.add_parser(
+        "report", help="compare result sessions: tables, report.md, CSV, JSON and plots",
+        description="Turn result directories (sessions from one or several machines) into "
+        "the comparison: summary, CO2 per region, against a baseline, phases. Runs are "
+        "matched by scenario and hardware names; repeats are averaged with a 95% CI; "
+        "failed runs and runs that are not comparable are left out, never averaged. "
+        "Needs neither Docker nor TensorFlow.")
+    p.add_argument("dirs", nargs="+", type=Path, metavar="DIR",
+                   help="session directories, a results directory holding sessions, or runs")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="where report.md, summary.csv, summary.json and the PNGs go "
+                   "(default: <session>/report/ for one session; for several sessions "
+                   "report-<YYYYmmdd-HHMMSS>/ next to the first session)")
+    p.add_argument("--baseline", metavar="HARDWARE",
+                   help="hardware name every other hardware of the same workload is compared "
+                   "with (default: the first CPU hardware of each workload)")
+    p.add_argument("--format", default="simple", choices=["simple", "github"],
+                   help="terminal table format (report.md is always GitHub Markdown)")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("data", help="get or generate the dataset")
@@ -178,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--seed", type=int, default=0)
     data_sub.add_parser("status", help="list the datasets on disk")
     p.set_defaults(func=_cmd_data)
+
+    p = sub.add_parser("image", help="build the worker images (docker) if their inputs changed")
+    p.add_argument("flavour", choices=["cpu", "gpu", "all"])
+    p.add_argument("--base-image", help="base image (default: python:3.11-slim-bookworm, else "
+                   "the local stand-in from `make base-image`)")
+    p.set_defaults(func=_cmd_image)
 
     p = sub.add_parser("regions", help="list known regions, or show the carbon intensity of some")
     p.add_argument("regions", nargs="*")

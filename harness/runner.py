@@ -104,7 +104,7 @@ class Runner:
         self.backend = backend
         self.results_dir = results_dir
         self.data_dir = data_dir
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, soft_wrap=True)
 
     def run(self, runs: list[RunSpec], *, session: str | None, scenario_files: list[str],
             argv: list[str]) -> tuple[Path, list[RunRecord]]:

@@ -66,16 +66,28 @@ def emit_progress(**fields: Any) -> None:
     print(PROGRESS_PREFIX + json.dumps(fields), flush=True)
 
 
-def effective_cpus() -> float:
-    """CPUs this process may really use: the affinity set, capped by a cgroup v2 quota."""
-    count = float(len(os.sched_getaffinity(0)))
+def _cgroup_cpu_quota() -> float | None:
+    """The CPU quota of this process's cgroup in CPUs (v2 or v1), None when unlimited."""
     try:
         quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
-        if quota != "max":
-            count = min(count, int(quota) / int(period))
+        return None if quota == "max" else int(quota) / int(period)
     except (OSError, ValueError):
         pass
-    return count
+    for base in ("/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"):
+        try:
+            quota_us = int(Path(base, "cpu.cfs_quota_us").read_text())
+            period_us = int(Path(base, "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            continue
+        return None if quota_us <= 0 else quota_us / period_us
+    return None
+
+
+def effective_cpus() -> float:
+    """CPUs this process may really use: the affinity set, capped by the cgroup quota."""
+    count = float(len(os.sched_getaffinity(0)))
+    quota = _cgroup_cpu_quota()
+    return min(count, quota) if quota else count
 
 
 def _cpu_model() -> str:

@@ -48,7 +48,13 @@ class LocalBackend(Backend):
 
     name = "local"
 
-    def __init__(self) -> None:
+    def __init__(self, fallback_reason: str | None = None) -> None:
+        """
+        Args:
+            fallback_reason: why the local backend runs although another was wanted
+                (``--backend auto`` without a Docker daemon); recorded in every result.
+        """
+        self.fallback_reason = fallback_reason
         self._current: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
 
@@ -124,9 +130,12 @@ class LocalBackend(Backend):
         return Outcome(
             exit_code=proc.returncode, duration_s=time.perf_counter() - start,
             timed_out=timed_out,
-            provenance={"backend": self.name, "command": command, "pid": proc.pid,
-                        "limits": limits},
+            provenance={"backend": self.name, "fallback_reason": self.fallback_reason,
+                        "command": command, "pid": proc.pid, "limits": limits},
         )
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "fallback_reason": self.fallback_reason}
 
     def stop_all(self) -> None:
         with self._lock:

@@ -1,0 +1,207 @@
+"""The container path against a real Docker engine: limits, kills, Ctrl-C, both images.
+
+These tests need a running Docker engine and fail (never skip) without one; CI starts
+it (.ci/run). They build the worker images on first use, which takes minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.results import load_results
+from tests.conftest import REPO, run_cli
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+SCENARIO = """\
+name: {name}
+dataset:
+  kind: synthetic
+  train_size: 2000
+  test_size: 400
+hardware:
+{hardware}
+regions:
+  home: FRA
+  compare: [DEU, cloud:gcp/europe-west1]
+training:
+  epochs: {epochs}
+tracker:
+  measure_power_secs: 1
+timeout_s: 900
+"""
+TWO_CPU_ENTRIES = """\
+  - name: one-cpu
+    device: cpu
+    cpus: 1
+    cpuset: "0"
+    memory: 3g
+  - name: two-cpus
+    device: cpu
+    cpus: 2
+    memory: 4g"""
+
+
+@pytest.fixture(scope="module")
+def docker_client():
+    """A client for the engine; a missing engine is a failure, not a skip."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=10)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.fail(f"these tests need a running Docker engine (start it with "
+                    f"docker/start-engine.sh): {exc}")
+    return client
+
+
+def _write(tmp_path: Path, name: str, hardware: str, epochs: int = 1) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(SCENARIO.format(name=name, hardware=hardware, epochs=epochs))
+    return path
+
+
+def _args(tmp_path: Path, session: str) -> list[str]:
+    return ["--backend", "docker", "--results-dir", str(tmp_path / "results"),
+            "--data-dir", str(tmp_path / "data"), "--session", session]
+
+
+def _leftovers(client, session: str) -> list:
+    return client.containers.list(all=True, filters={"label": f"harness.session={session}"})
+
+
+def test_two_hardware_entries_run_in_containers_with_their_limits(tmp_path, docker_client):
+    scenario = _write(tmp_path, "dock", TWO_CPU_ENTRIES)
+    result = run_cli("run", str(scenario), *_args(tmp_path, "d1"), timeout=3600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    runs = {r.run_id: r for r in load_results([tmp_path / "results" / "d1"])}
+    one, two = runs["dock__one-cpu__r01"], runs["dock__two-cpus__r01"]
+    for run in (one, two):
+        assert run.status == "ok"
+        prov = run.outcome["provenance"]
+        assert prov["backend"] == "docker" and prov["image"].startswith("harness-worker:cpu-")
+        assert prov["container_id"] and prov["docker_server_version"]
+        assert run.metrics["environment"]["in_container"] is True
+        assert run.metrics["energy_kwh"] == float(run.emissions["energy_consumed"]) > 0
+        assert run.metrics["dataset"]["kind"] == "synthetic"
+        # Files written in the container belong to the invoking user.
+        assert (run.run_dir / "metrics.json").stat().st_uid == os.getuid()
+    # The limits Docker applied, read back from container inspect.
+    assert one.outcome["provenance"]["limits"]["cpus"] == 1.0
+    assert one.outcome["provenance"]["limits"]["cpuset"] == "0"
+    assert one.outcome["provenance"]["limits"]["memory_bytes"] == 3 * 2**30
+    assert two.outcome["provenance"]["limits"]["cpus"] == 2.0
+    assert two.outcome["provenance"]["limits"]["memory_bytes"] == 4 * 2**30
+    # ...and as the worker saw them from inside its cgroup.
+    assert one.metrics["environment"]["cpus_effective"] == 1.0
+    assert one.metrics["environment"]["cpus_visible"] == 1
+    assert _leftovers(docker_client, "d1") == []
+    report = run_cli("report", str(tmp_path / "results" / "d1"))
+    assert report.returncode == 0, report.stderr
+    assert "one-cpu" in report.stdout and "two-cpus" in report.stdout
+
+
+def test_a_killed_container_is_recorded_and_the_other_run_completes(tmp_path, docker_client):
+    scenario = _write(tmp_path, "kill", TWO_CPU_ENTRIES, epochs=3)
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(scenario),
+                             *_args(tmp_path, "d2")], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        history = tmp_path / "results" / "d2" / "kill__one-cpu__r01" / "history.json"
+        deadline = time.monotonic() + 900
+        while not history.exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert history.exists(), "the first run never finished an epoch"
+        (victim,) = docker_client.containers.list(
+            filters={"label": "harness.run=kill__one-cpu__r01"})
+        victim.kill()
+        _, err = proc.communicate(timeout=1800)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err[-4000:]
+    runs = {r.run_id: r for r in load_results([tmp_path / "results" / "d2"])}
+    killed = runs["kill__one-cpu__r01"]
+    assert killed.status == "failed"
+    assert killed.outcome["exit_code"] == 137
+    assert runs["kill__two-cpus__r01"].status == "ok"
+    assert _leftovers(docker_client, "d2") == []
+
+
+def test_ctrl_c_removes_every_container_and_leaves_a_readable_session(tmp_path, docker_client):
+    scenario = _write(tmp_path, "intr", TWO_CPU_ENTRIES, epochs=30)
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(scenario),
+                             *_args(tmp_path, "d3")], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    history = tmp_path / "results" / "d3" / "intr__one-cpu__r01" / "history.json"
+    deadline = time.monotonic() + 900
+    while not history.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert history.exists()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-3000:]
+    assert _leftovers(docker_client, "d3") == []
+    (run,) = load_results([tmp_path / "results" / "d3"])
+    assert run.status == "interrupted"
+    assert run.metrics["status"] == "partial"  # the worker got SIGTERM and wrote its results
+    assert run_cli("report", str(tmp_path / "results" / "d3")).returncode == 0
+
+
+def test_gpu_image_runs_the_same_workload_on_cpu_with_the_same_versions(tmp_path, docker_client):
+    hardware = "  - name: cpu-any\n    device: cpu"
+    scenario = _write(tmp_path, "flav", hardware)
+    versions = {}
+    for flavour in ("cpu", "gpu"):
+        session = f"img-{flavour}"
+        result = run_cli("run", str(scenario), *_args(tmp_path, session), "--image-flavour",
+                         flavour, timeout=3600)
+        assert result.returncode == 0, result.stderr[-4000:]
+        (run,) = load_results([tmp_path / "results" / session])
+        assert run.outcome["provenance"]["image"].startswith(f"harness-worker:{flavour}-")
+        assert run.metrics["test_accuracy"] > 0.5
+        versions[flavour] = run.metrics["environment"]["versions"]
+    assert versions["cpu"]["tensorflow"] == versions["gpu"]["tensorflow"] == "2.21.0"
+    assert versions["cpu"]["codecarbon"] == versions["gpu"]["codecarbon"] == "3.3.2"
+    assert versions["cpu"] == versions["gpu"]
+
+
+def test_gpu_scenario_stops_at_preflight_without_nvidia_support(tmp_path, docker_client):
+    scenario = _write(tmp_path, "gpuless", "  - name: gpu-1\n    device: gpu")
+    result = run_cli("run", str(scenario), *_args(tmp_path, "d4"), timeout=3600)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "NVIDIA" in result.stderr and "never run on the CPU" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "results" / "d4").exists()
+    assert _leftovers(docker_client, "gpu-probe") == []
+
+
+def test_unreachable_daemon_is_a_clear_error(tmp_path):
+    scenario = _write(tmp_path, "nodaemon", "  - name: a\n    device: cpu")
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no.sock"}
+    result = run_cli("run", str(scenario), *_args(tmp_path, "d5"), env=env)
+    assert result.returncode == 2
+    assert "does not answer" in result.stderr and "--backend local" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_auto_backend_falls_back_to_local_and_says_so(tmp_path):
+    scenario = _write(tmp_path, "auto", "  - name: a\n    device: cpu")
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no.sock"}
+    args = [a for a in _args(tmp_path, "d6") if a not in ("--backend", "docker")]
+    result = run_cli("run", str(scenario), *args, env=env, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "running workers as local processes" in result.stderr
+    (run,) = load_results([tmp_path / "results" / "d6"])
+    assert run.outcome["provenance"]["backend"] == "local"
+    assert "no Docker daemon" in run.outcome["provenance"]["fallback_reason"]
+    session = json.loads((tmp_path / "results" / "d6" / "session.json").read_text())
+    assert session["backend"]["fallback_reason"]
