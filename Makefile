@@ -41,13 +41,23 @@ demo: setup  ## generated data through to the report (a few minutes on 2 cores)
 data: setup  ## download CIFAR-10 (or say how to import it)
 	$(HARNESS) data fetch
 
+# DATA=synthetic runs the same scenarios on generated data of CIFAR-10's size (no download).
+DATA ?= cifar10
+ifeq ($(DATA),synthetic)
+FETCH := true
+RUN_DATA := --synthetic
+else
+FETCH := $(HARNESS) data fetch
+RUN_DATA :=
+endif
+
 bench-cpu: setup  ## the research workload on CPU (scenarios/cpu.yaml), then the report
-	$(HARNESS) data fetch
-	$(HARNESS) run scenarios/cpu.yaml --backend $(BACKEND) --results-dir $(RESULTS)
+	$(FETCH)
+	$(HARNESS) run scenarios/cpu.yaml --backend $(BACKEND) --results-dir $(RESULTS) $(RUN_DATA)
 
 bench-gpu: setup  ## the research workload on GPU (scenarios/gpu.yaml), then the report
-	$(HARNESS) data fetch
-	$(HARNESS) run scenarios/gpu.yaml --backend $(BACKEND) --results-dir $(RESULTS)
+	$(FETCH)
+	$(HARNESS) run scenarios/gpu.yaml --backend $(BACKEND) --results-dir $(RESULTS) $(RUN_DATA)
 
 report: setup  ## report over every session in results/
 	$(HARNESS) report $(RESULTS)

@@ -7,6 +7,7 @@ traceback, and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -15,9 +16,14 @@ from tabulate import tabulate
 
 from harness.backends import Backend
 from harness.errors import UserError
+from harness.plan import RunSpec
+from harness.scenario import LoadedScenario
 
 EXIT_USER_ERROR = 2
 EXIT_RUNS_FAILED = 1
+SYNTHETIC_HELP = ("train every scenario on generated data of CIFAR-10's size (50,000/10,000) "
+                  "instead of its declared dataset, e.g. where CIFAR-10 cannot be downloaded; "
+                  "every result says synthetic")
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -30,18 +36,18 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plan(files: list[Path]):
+def _plan(files: list[Path], synthetic: bool = False) -> tuple[list[LoadedScenario], list[RunSpec]]:
     from harness.plan import expand
-    from harness.scenario import load_scenarios
+    from harness.scenario import DatasetSpec, load_scenarios
 
     loaded = load_scenarios(files)
-    return loaded, expand(loaded)
+    return loaded, expand(loaded, DatasetSpec(kind="synthetic") if synthetic else None)
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     from harness.plan import describe
 
-    _, runs = _plan(args.files)
+    _, runs = _plan(args.files, args.synthetic)
     print(tabulate([describe(run) for run in runs], headers="keys", tablefmt="simple"))
     print(f"\n{len(runs)} run(s); nothing was run. Run them with: python -m harness run "
           + " ".join(str(f) for f in args.files))
@@ -77,8 +83,19 @@ def _make_backend(args: argparse.Namespace, console: Console) -> Backend:
                     fix="use --backend auto, docker or local")
 
 
+def _stop_on_sigterm() -> None:
+    """Treat SIGTERM like Ctrl-C, so the running worker and its container are stopped
+    and removed, and the session stays readable, when the harness itself is stopped."""
+
+    def _raise(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _raise)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    loaded, runs = _plan(args.files)
+    loaded, runs = _plan(args.files, args.synthetic)
+    _stop_on_sigterm()
     console = Console(stderr=True, soft_wrap=True)
     from harness import dataset
     from harness.report import runs_table
@@ -196,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="show the runs the scenarios expand to, without running")
     p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--synthetic", action="store_true", help=SYNTHETIC_HELP)
     p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser("run", help="run the scenarios and write a results session")
@@ -210,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--session", help="session directory name (default: timestamp + scenarios)")
     p.add_argument("--results-dir", type=Path, default=Path("results"))
     p.add_argument("--data-dir", type=Path, help="datasets (default: $HARNESS_DATA_DIR or data/)")
+    p.add_argument("--synthetic", action="store_true", help=SYNTHETIC_HELP)
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser(
@@ -250,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-image", help="base image (default: python:3.11-slim-bookworm, else "
                    "the local stand-in from `make base-image`)")
     p.set_defaults(func=_cmd_image)
+
 
     p = sub.add_parser("regions", help="list known regions, or show the carbon intensity of some")
     p.add_argument("regions", nargs="*")

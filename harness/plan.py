@@ -62,11 +62,13 @@ def run_id(scenario: str, hardware: str, repeat: int, repeats: int) -> str:
     return f"{scenario}__{hardware}__r{repeat:0{width}d}"
 
 
-def expand(loaded: list[LoadedScenario]) -> list[RunSpec]:
+def expand(loaded: list[LoadedScenario], dataset: DatasetSpec | None = None) -> list[RunSpec]:
     """Expand each scenario into one run per hardware entry and repeat, in file order.
 
     Repeats are interleaved across hardware entries (r1 of every entry, then r2...)
     so slow drift of the machine (thermal, background load) spreads over all of them.
+    ``dataset`` replaces every scenario's dataset (``run --synthetic`` where CIFAR-10
+    cannot be downloaded); the results say which data each run used.
     """
     runs: list[RunSpec] = []
     for item in loaded:
@@ -84,7 +86,7 @@ def expand(loaded: list[LoadedScenario]) -> list[RunSpec]:
                         repeats=scenario.repeats,
                         home_region=scenario.regions.home,
                         regions=scenario.regions.all,
-                        dataset=scenario.dataset,
+                        dataset=dataset or scenario.dataset,
                         training=scenario.training,
                         tracker=scenario.tracker,
                         timeout_s=scenario.timeout_s,

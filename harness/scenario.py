@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -31,6 +32,15 @@ from harness.regions import Region, parse_region
 #: Names become parts of run ids and directory names: keep them file-name safe.
 NAME_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=40)]
+
+
+def _int_as_float(value: Any) -> Any:
+    # Strict mode refuses an int for a float field, but "cpus: 2" is the natural spelling.
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+#: A float that may be written as an integer in YAML.
+Number = Annotated[float, BeforeValidator(_int_as_float)]
 
 _MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)([kmg])$", re.IGNORECASE)
 _CPUSET_RE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
@@ -50,7 +60,7 @@ class HardwareSpec(_Strict):
 
     name: Name
     device: Literal["cpu", "gpu"]
-    cpus: float | None = Field(default=None, gt=0, le=1024)
+    cpus: Number | None = Field(default=None, gt=0, le=1024)
     """Number of CPUs the run may use (Docker ``--cpus``: a CPU-time quota)."""
     cpuset: str | None = None
     """CPUs the run is pinned to, e.g. ``"0"`` or ``"0-3,8"`` (Docker ``--cpuset-cpus``)."""
@@ -61,11 +71,6 @@ class HardwareSpec(_Strict):
     gpu_ids: list[Annotated[int, Field(ge=0)]] | None = None
     """Explicit GPU indices (GPU devices only; excludes ``gpus``)."""
 
-    @field_validator("cpus", mode="before")
-    @classmethod
-    def _int_cpus_are_fine(cls, value: Any) -> Any:
-        # strict mode refuses an int for a float field; "cpus: 2" is the natural spelling.
-        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @field_validator("cpuset")
     @classmethod
@@ -154,7 +159,7 @@ class TrainingSpec(_Strict):
 
     epochs: int = Field(default=10, ge=1, le=1000)
     batch_size: int = Field(default=64, ge=1, le=65536)
-    learning_rate: float = Field(default=0.001, gt=0, le=1)
+    learning_rate: Number = Field(default=0.001, gt=0, le=1)
     seed: int = Field(default=42, ge=0)
     mixed_precision: bool = False
     """Deviation: float16 compute (mixed_float16 policy). Changes the numbers."""
@@ -163,10 +168,6 @@ class TrainingSpec(_Strict):
     early_stopping_patience: int | None = Field(default=None, ge=1, le=1000)
     """Deviation: stop when validation loss has not improved for this many epochs."""
 
-    @field_validator("learning_rate", mode="before")
-    @classmethod
-    def _int_rate_is_fine(cls, value: Any) -> Any:
-        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     def deviations(self) -> dict[str, Any]:
         """Settings that differ from the research workload, by name."""
@@ -181,17 +182,13 @@ class TrainingSpec(_Strict):
 class TrackerSpec(_Strict):
     """CodeCarbon settings."""
 
-    measure_power_secs: float = Field(default=5.0, ge=0.5, le=300)
+    measure_power_secs: Number = Field(default=5.0, ge=0.5, le=300)
     """Interval between power samples, seconds."""
-    pue: float = Field(default=1.0, ge=1.0, le=3.0)
+    pue: Number = Field(default=1.0, ge=1.0, le=3.0)
     """Power usage effectiveness of the data centre (1.0: count the machine only)."""
     rapl: bool = False
     """Container backends: mount the host's RAPL counters read-only so CPU energy is measured."""
 
-    @field_validator("measure_power_secs", "pue", mode="before")
-    @classmethod
-    def _ints_are_fine(cls, value: Any) -> Any:
-        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class RegionsSpec(_Strict):
@@ -235,13 +232,9 @@ class Scenario(_Strict):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     tracker: TrackerSpec = Field(default_factory=TrackerSpec)
     repeats: int = Field(default=1, ge=1, le=100)
-    timeout_s: float = Field(default=3600.0, gt=0, le=7 * 24 * 3600)
+    timeout_s: Number = Field(default=3600.0, gt=0, le=7 * 24 * 3600)
     """Wall-clock limit of one run, seconds; the run is stopped and recorded as timed out."""
 
-    @field_validator("timeout_s", mode="before")
-    @classmethod
-    def _int_timeout_is_fine(cls, value: Any) -> Any:
-        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @field_validator("hardware")
     @classmethod

@@ -362,6 +362,20 @@ def _tracker_check(home_region: str, energy_kwh: float | None,
             "relative_difference": rel}
 
 
+def _hand_back(run_dir: Path) -> None:
+    """Give the run's files to the invoking user when the worker ran as root.
+
+    Only the RAPL opt-in runs a container as root (RAPL counters are root-only);
+    HARNESS_OWNER (``uid:gid``) then names the user the files belong to.
+    """
+    owner = os.environ.get("HARNESS_OWNER")
+    if not owner or os.getuid() != 0:
+        return
+    uid, gid = (int(part) for part in owner.split(":"))
+    for path in [run_dir, *run_dir.rglob("*")]:
+        os.chown(path, uid, gid)
+
+
 def run(run_dir: Path, data_dir: Path) -> int:
     """Run the training described by ``run_dir/run.json``; returns the exit status."""
     spec, _ = read_run_file(run_dir)
@@ -400,6 +414,7 @@ def run(run_dir: Path, data_dir: Path) -> int:
             state.write_history()
         write_json(run_dir / "metrics.json", METRICS_FORMAT, METRICS_VERSION,
                    _metrics(state, tracking, status, error, time.perf_counter() - wall_start))
+        _hand_back(run_dir)
     if error:
         print(f"worker: run {spec.run_id} {status}: {error}", file=sys.stderr, flush=True)
     emit_progress(event="done", status=status)

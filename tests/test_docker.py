@@ -111,8 +111,12 @@ def test_two_hardware_entries_run_in_containers_with_their_limits(tmp_path, dock
 
 
 def test_a_killed_container_is_recorded_and_the_other_run_completes(tmp_path, docker_client):
-    scenario = _write(tmp_path, "kill", TWO_CPU_ENTRIES, epochs=3)
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(scenario),
+    # A long run to kill (it must still be training when we look), then a short one.
+    victim = _write(tmp_path, "kill", TWO_CPU_ENTRIES.split("\n  - name: two-cpus")[0],
+                    epochs=200)
+    after = _write(tmp_path, "after", "  - name: two-cpus" + TWO_CPU_ENTRIES.split(
+        "\n  - name: two-cpus")[1])
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(victim), str(after),
                              *_args(tmp_path, "d2")], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -126,13 +130,15 @@ def test_a_killed_container_is_recorded_and_the_other_run_completes(tmp_path, do
         victim.kill()
         _, err = proc.communicate(timeout=1800)
     finally:
-        proc.kill()
+        if proc.poll() is None:  # a failed assertion: stop the harness cleanly (SIGTERM)
+            proc.terminate()
+            proc.wait(timeout=120)
     assert proc.returncode == 1, err[-4000:]
     runs = {r.run_id: r for r in load_results([tmp_path / "results" / "d2"])}
     killed = runs["kill__one-cpu__r01"]
     assert killed.status == "failed"
     assert killed.outcome["exit_code"] == 137
-    assert runs["kill__two-cpus__r01"].status == "ok"
+    assert runs["after__two-cpus__r01"].status == "ok"
     assert _leftovers(docker_client, "d2") == []
 
 
@@ -205,3 +211,33 @@ def test_auto_backend_falls_back_to_local_and_says_so(tmp_path):
     assert "no Docker daemon" in run.outcome["provenance"]["fallback_reason"]
     session = json.loads((tmp_path / "results" / "d6" / "session.json").read_text())
     assert session["backend"]["fallback_reason"]
+
+
+def test_rapl_opt_in_mounts_powercap_read_only(tmp_path, docker_client):
+    """This host has no RAPL, so the container config is checked against stand-in trees
+    (directories made here); that RAPL is then read is verified only on a RAPL host."""
+    from harness.backends import Job
+    from harness.backends.docker_backend import DockerBackend
+    from harness.plan import expand
+    from harness.scenario import load_scenario
+
+    scenario = _write(tmp_path, "rapl", "  - name: a\n    device: cpu")
+    scenario.write_text(scenario.read_text().replace("measure_power_secs: 1",
+                                                     "measure_power_secs: 1\n  rapl: true"))
+    (run,) = expand([load_scenario(scenario)])
+    trees = (str(tmp_path / "class-powercap"), str(tmp_path / "devices-powercap"))
+    for tree in trees:
+        Path(tree).mkdir()
+    job = Job(run=run, run_dir=tmp_path, data_dir=tmp_path, session="rapl")
+    config = DockerBackend().container_config(job, powercap_trees=trees)
+    assert config["volumes"][trees[0]] == {"bind": trees[0], "mode": "ro"}
+    assert config["volumes"][trees[1]] == {"bind": trees[1], "mode": "ro"}
+    assert config["security_opt"] == ["systempaths=unconfined"]
+    assert config["user"] == "0:0"
+    assert config["environment"]["HARNESS_OWNER"] == f"{os.getuid()}:{os.getgid()}"
+    # Without the opt-in: no mounts of sysfs, no lifted masks, the invoking user.
+    plain = DockerBackend().container_config(
+        Job(run=run.model_copy(update={"tracker": run.tracker.model_copy(update={"rapl": False})}),
+            run_dir=tmp_path, data_dir=tmp_path, session="rapl"), powercap_trees=trees)
+    assert trees[0] not in plain["volumes"] and "security_opt" not in plain
+    assert plain["user"] == f"{os.getuid()}:{os.getgid()}"

@@ -51,8 +51,8 @@ def _scenario(tmp_path: Path, *, hardware: list[str], epochs: int, timeout: floa
 
 
 def _args(tmp_path: Path, session: str) -> list[str]:
-    return ["--results-dir", str(tmp_path / "results"), "--data-dir", str(tmp_path / "data"),
-            "--session", session]
+    return ["--backend", "local", "--results-dir", str(tmp_path / "results"),
+            "--data-dir", str(tmp_path / "data"), "--session", session]
 
 
 def test_run_trains_to_accuracy_and_files_agree(tmp_path: Path) -> None:
@@ -114,9 +114,11 @@ def _worker_pid(run_dir: Path) -> int | None:
 
 
 def test_killed_workers_are_recorded_and_the_next_run_completes(tmp_path: Path) -> None:
-    scenario = _scenario(tmp_path, hardware=["term", "kill", "fine"], epochs=3)
+    # Long runs to kill (they must still be training when we look), then a short one.
+    victims = _scenario(tmp_path, hardware=["term", "kill"], epochs=200)
+    after = _scenario(tmp_path, hardware=["fine"], epochs=1, name="after")
     session = tmp_path / "results" / "s2"
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(scenario),
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(victims), str(after),
                              *_args(tmp_path, "s2")], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -129,7 +131,9 @@ def test_killed_workers_are_recorded_and_the_next_run_completes(tmp_path: Path) 
             os.kill(pid, sig)
         _out, err = proc.communicate(timeout=600)
     finally:
-        proc.kill()
+        if proc.poll() is None:  # a failed assertion: stop the harness cleanly (SIGTERM)
+            proc.terminate()
+            proc.wait(timeout=120)
     assert proc.returncode == 1, err[-3000:]
     statuses = {r.run_id: r for r in load_results([session])}
     term = statuses["e2e__term__r01"]
@@ -140,7 +144,7 @@ def test_killed_workers_are_recorded_and_the_next_run_completes(tmp_path: Path) 
     assert killed.status == "failed"
     assert killed.outcome["exit_code"] == -signal.SIGKILL
     assert killed.outcome["log_tail"], "the last log lines are kept"
-    assert statuses["e2e__fine__r01"].status == "ok"
+    assert statuses["after__fine__r01"].status == "ok"
     assert "2 run(s) did not succeed" in err
 
 

@@ -38,7 +38,9 @@ LABEL_SESSION = "harness.session"
 LABEL_RUN = "harness.run"
 #: Where the container sees the run directory and the datasets.
 RUN_MOUNT, DATA_MOUNT = "/run-dir", "/data"
-POWERCAP = "/sys/class/powercap"
+#: The RAPL trees: the class directory holds symlinks into the devices directory.
+POWERCAP_TREES = ("/sys/class/powercap", "/sys/devices/virtual/powercap")
+POWERCAP = POWERCAP_TREES[0]
 #: Host variables a container must not inherit: it has its own paths and user.
 _HOST_ONLY = ("PATH", "TMPDIR", "USER", "HOME", "PYTHONPATH")
 BUILD_LOG_TAIL = 25
@@ -237,8 +239,13 @@ class DockerBackend(Backend):
 
     # --- running ---------------------------------------------------------------------
 
-    def container_config(self, job: Job) -> dict[str, Any]:
-        """The keyword arguments of ``containers.create`` for one run."""
+    def container_config(self, job: Job, powercap_trees: tuple[str, ...] = POWERCAP_TREES
+                         ) -> dict[str, Any]:
+        """The keyword arguments of ``containers.create`` for one run.
+
+        ``powercap_trees`` is a parameter only so a test can check the RAPL opt-in on a
+        host without RAPL; the default is the host's real sysfs paths.
+        """
         hw, tracker = job.run.hardware, job.run.tracker
         env = {k: v for k, v in worker_environment().items() if k not in _HOST_ONLY}
         env["HOME"] = "/tmp"  # the invoking user's uid has no home in the image
@@ -247,10 +254,17 @@ class DockerBackend(Backend):
             str(job.data_dir.resolve()): {"bind": DATA_MOUNT, "mode": "ro"},
         }
         user = f"{os.getuid()}:{os.getgid()}"
-        if tracker.rapl and Path(POWERCAP).is_dir():
-            volumes[POWERCAP] = {"bind": POWERCAP, "mode": "ro"}
-            # energy_uj is readable by root only (since the Platypus side channel); the
-            # worker runs as root and hands its files back to the invoking user.
+        security_opt: list[str] = []
+        if tracker.rapl and Path(powercap_trees[0]).is_dir():
+            # Opt-in, with a security cost (README, "RAPL in containers"): the host's RAPL
+            # counters, read-only; Docker masks /sys/devices/virtual/powercap by default
+            # (the Platypus power side channel), so the mask is lifted for this container,
+            # and energy_uj is readable by root only, so the worker runs as root and hands
+            # its files back to the invoking user (HARNESS_OWNER).
+            for tree in powercap_trees:
+                if Path(tree).is_dir():
+                    volumes[tree] = {"bind": tree, "mode": "ro"}
+            security_opt.append("systempaths=unconfined")
             env["HARNESS_OWNER"] = user
             user = "0:0"
         config: dict[str, Any] = {
@@ -262,6 +276,8 @@ class DockerBackend(Backend):
             "working_dir": "/tmp",
             "detach": True,
         }
+        if security_opt:
+            config["security_opt"] = security_opt
         if hw.cpus is not None:
             config["nano_cpus"] = int(hw.cpus * 1e9)
         if hw.cpuset:
@@ -326,6 +342,7 @@ class DockerBackend(Backend):
                 "device_requests": host.get("DeviceRequests"),
                 "powercap_mounted": any(m.get("Destination") == POWERCAP
                                         for m in container.attrs.get("Mounts", [])),
+                "security_opt": host.get("SecurityOpt"),
                 "user": container.attrs["Config"].get("User"),
             },
         }
