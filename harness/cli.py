@@ -181,9 +181,20 @@ def _cmd_regions(args: argparse.Namespace) -> int:
                          "year": intensity.year or "-"})
         print(tabulate(rows, headers="keys", tablefmt="simple", floatfmt=".1f"))
         return 0
+    import textwrap
+
     known = known_regions()
-    for key, values in known.items():
-        print(f"{key}: {len(values)}")
+
+    def _listing(title: str, names: list[str]) -> None:
+        print(f"{title} ({len(names)}):")
+        print(textwrap.fill(", ".join(names), width=100, initial_indent="  ",
+                            subsequent_indent="  ", break_on_hyphens=False))
+
+    _listing("countries (ISO 3166-1 alpha-3)", sorted(known["countries"]))
+    for iso, names in sorted(known["subnational"].items()):
+        _listing(f"{iso}/REGION", sorted(names))
+    for provider, names in sorted(known["cloud"].items()):
+        _listing(f"cloud:{provider}/REGION", sorted(names))
     print("name regions as COUNTRY (ISO 3166 alpha-3, e.g. FRA), COUNTRY/REGION "
           "(e.g. USA/california) or cloud:PROVIDER/REGION (e.g. cloud:gcp/europe-west1);"
           " pass names to see their carbon intensity")
@@ -287,3 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # Output piped into `head` and the like: stop quietly, like other command-line tools.
+        sys.stderr.close()
+        return 0

@@ -360,8 +360,10 @@ def _describe(group: Group, sessions: dict[str, dict[str, Any]]) -> None:
     group.home_region = spec.home_region
     backends = []
     for run in runs:
-        name = ((run.outcome or {}).get("provenance") or {}).get("backend") \
-            or sessions.get(run.session, {}).get("backend")
+        provenance = (run.outcome or {}).get("provenance") or {}
+        name = provenance.get("backend") or sessions.get(run.session, {}).get("backend")
+        if name and provenance.get("fallback_reason"):
+            name = f"{name} (fallback)"  # --backend auto found no Docker daemon
         if name and name not in backends:
             backends.append(str(name))
     group.backend = " / ".join(backends) or "?"
@@ -489,6 +491,13 @@ def build_report(results: list[RunResult], *, baseline: str | None = None,
     sessions = {d.name: _session_info(d) for d in session_dirs}
     for run in results:
         all_warnings.extend(run.warnings)
+        check = (run.metrics or {}).get("tracker_check") or {}
+        if run.usable and check.get("ok") is False and "relative_difference" in check:
+            # CodeCarbon's scheduler can add energy during stop() that it never prices.
+            all_warnings.append(
+                f"{run.session}/{run.run_id}: emissions.csv's CO2 differs by "
+                f"{100 * check['relative_difference']:.2g}% from its energy priced in the home "
+                "region (energy CodeCarbon never priced); the report uses the re-priced figure")
 
     # Plan order: the position of each run in its session's plan, sessions in given order.
     def order(run: RunResult) -> tuple[int, int, str]:

@@ -241,3 +241,31 @@ def test_rapl_opt_in_mounts_powercap_read_only(tmp_path, docker_client):
             run_dir=tmp_path, data_dir=tmp_path, session="rapl"), powercap_trees=trees)
     assert trees[0] not in plain["volumes"] and "security_opt" not in plain
     assert plain["user"] == f"{os.getuid()}:{os.getgid()}"
+
+
+def test_out_of_memory_and_timeout_are_recorded(tmp_path, docker_client):
+    # 300m cannot hold TensorFlow and the data: the kernel's OOM killer ends the container.
+    oom = _write(tmp_path, "oom", "  - name: small\n    device: cpu\n    memory: 300m")
+    slow = _write(tmp_path, "slow", "  - name: a\n    device: cpu", epochs=500)
+    slow.write_text(slow.read_text().replace("timeout_s: 900", "timeout_s: 25"))
+    result = run_cli("run", str(oom), str(slow), *_args(tmp_path, "d7"), timeout=900)
+    assert result.returncode == 1, result.stderr[-3000:]
+    runs = {r.run_id: r for r in load_results([tmp_path / "results" / "d7"])}
+    starved = runs["oom__small__r01"]
+    assert starved.status == "failed"
+    assert "out-of-memory" in starved.outcome["reason"]
+    assert starved.outcome["exit_code"] == 137
+    timed = runs["slow__a__r01"]
+    assert timed.status == "timeout"
+    assert timed.metrics["status"] == "partial"  # SIGTERM first: the worker wrote its files
+    assert _leftovers(docker_client, "d7") == []
+
+
+def test_missing_base_image_says_how_to_build_one(tmp_path, docker_client):
+    scenario = _write(tmp_path, "nobase", "  - name: a\n    device: cpu")
+    result = run_cli("run", str(scenario), *_args(tmp_path, "d8"), "--base-image",
+                     "harness-no-such-base:none", timeout=300)
+    assert result.returncode == 2
+    assert "harness-no-such-base:none is not on this host" in result.stderr
+    assert "make base-image" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -147,10 +147,12 @@ class DockerBackend(Backend):
         if any(run.tracker.rapl for run in runs) and not Path(POWERCAP).is_dir():
             warnings.append(f"tracker.rapl is set but this host has no {POWERCAP}: CPU power "
                             "will be estimated, and the results will say so")
+        if any(run.hardware.device == "gpu" for run in runs):
+            # Before building the CUDA image (several GB): the base image suffices to ask
+            # Docker for a GPU.
+            self._probe_gpu(self._resolve_base())
         for flavour in sorted({self.flavour or flavour_of(run) for run in runs}):
             self.images[flavour] = self.ensure_image(flavour)
-        if any(run.hardware.device == "gpu" for run in runs):
-            self._probe_gpu(self.images.get("gpu") or next(iter(self.images.values())))
         return warnings
 
     def _resolve_base(self) -> Any:
@@ -217,7 +219,7 @@ class DockerBackend(Backend):
     def _probe_gpu(self, image: Any) -> None:
         """Start a tiny container that requests a GPU; refuse GPU runs if it cannot."""
         probe = self.client.containers.create(
-            image.id, entrypoint=["python", "-c", "print('gpu probe')"],
+            image.id, entrypoint=["python3", "-c", "print('gpu probe')"],
             device_requests=[DeviceRequest(count=-1, capabilities=[["gpu"]])],
             labels={LABEL_SESSION: "gpu-probe"},
         )
