@@ -59,7 +59,17 @@ mkdir -p "$(dirname "$LOG")"
 
 # A dockerd that is still starting (or hung) owns the pidfile and the socket; a second
 # one would fail with "pid file found, ensure docker is not running". Wait for it instead.
-if [[ -s "$PIDFILE" ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+# A pidfile left by a killed dockerd is stale: its pid may be gone, a zombie, or reused.
+dockerd_alive() {
+    local pid="$1"
+    [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == dockerd ]] \
+        && [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]]
+}
+if [[ -s "$PIDFILE" ]] && ! dockerd_alive "$(cat "$PIDFILE")"; then
+    log "removing the stale pidfile of a dockerd that is gone (pid $(cat "$PIDFILE"))"
+    rm -f "$PIDFILE"
+fi
+if [[ -s "$PIDFILE" ]]; then
     pid="$(cat "$PIDFILE")"
     log "dockerd (pid $pid) is running but not answering yet; waiting up to ${TIMEOUT_S}s"
     if wait_for_engine "$pid"; then
