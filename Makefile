@@ -6,7 +6,7 @@ HARNESS := $(PY) -m harness
 BACKEND ?= auto
 RESULTS ?= results
 
-.PHONY: help setup engine base-image images test lint demo bench-cpu bench-gpu report data clean-venv
+.PHONY: help setup engine base-image images test lint demo bench bench-cpu bench-gpu report data clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -58,6 +58,9 @@ bench-cpu: setup  ## the research workload on CPU (scenarios/cpu.yaml), then the
 bench-gpu: setup  ## the research workload on GPU (scenarios/gpu.yaml), then the report
 	$(FETCH)
 	$(HARNESS) run scenarios/gpu.yaml --backend $(BACKEND) --results-dir $(RESULTS) $(RUN_DATA)
+
+bench: setup  ## performance: worker vs research training, harness overhead (about 15 min)
+	$(HARNESS) bench $(BENCH_ARGS)
 
 report: setup  ## report over every session in results/
 	$(HARNESS) report $(RESULTS)

@@ -213,6 +213,17 @@ def _cmd_image(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from harness.bench import config_from_args, render, run_bench
+
+    console = Console(stderr=True, soft_wrap=True)
+    report = run_bench(config_from_args(args),
+                       log=lambda line: console.print(line, markup=False, highlight=False))
+    print(render(report))
+    print(f"\nreport written to {report['written_to']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness",
                                      description="CIFAR-10 carbon benchmark harness")
@@ -281,6 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "the local stand-in from `make base-image`)")
     p.set_defaults(func=_cmd_image)
 
+    p = sub.add_parser("bench", help="performance: the worker's training against the research "
+                       "script's, and the harness's own overhead (README, Performance)")
+    from harness.bench import add_arguments as add_bench_arguments
+
+    add_bench_arguments(p)
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("regions", help="list known regions, or show the carbon intensity of some")
     p.add_argument("regions", nargs="*")

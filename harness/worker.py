@@ -11,6 +11,7 @@ Exit status: 0 complete; 1 failed; 3 stopped by SIGTERM/SIGINT (results marked p
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -137,23 +138,36 @@ def _make_callback(state: _RunState, epochs: int, steps_per_epoch: int):
     import tensorflow as tf
 
     class ProgressCallback(tf.keras.callbacks.Callback):
-        """Records per-epoch history and the longest gap between training steps."""
+        """Records per-epoch history and the longest gap between training steps.
+
+        With ``steps_per_execution`` > 1 Keras calls the batch hooks once per execution
+        (8 steps), so a gap is measured between executions, and ``first_step_s`` is the
+        end of the first execution: both are upper bounds of the per-step figures. The
+        time spent validating is not a gap; the epoch boundary around it is, and so is
+        the end of fit (see ``_train``).
+        """
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             self._epoch_start = time.perf_counter()
-            self._last_step = self._epoch_start
+            if not state.epochs:
+                self.last_event = self._epoch_start
             self._train_end: float | None = None
+
+        def gap(self, now: float) -> None:
+            state.max_step_gap_s = max(state.max_step_gap_s, now - self.last_event)
+            self.last_event = now
 
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
             now = time.perf_counter()
             if state.first_step_s is None:
                 state.first_step_s = time.time() - state.process_start
-            elif batch > 0 or state.epochs:
-                state.max_step_gap_s = max(state.max_step_gap_s, now - self._last_step)
-            self._last_step = now
+                self.last_event = now
+            else:
+                self.gap(now)
 
         def on_test_begin(self, logs: dict | None = None) -> None:
             self._train_end = time.perf_counter()
+            self.gap(self._train_end)
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             now = time.perf_counter()
@@ -173,9 +187,12 @@ def _make_callback(state: _RunState, epochs: int, steps_per_epoch: int):
             state.write_history()
             # The first step of the next epoch is measured from here, so a stall at
             # the epoch boundary (iterator teardown) counts as a gap.
-            self._last_step = now
+            self.last_event = now
             emit_progress(event="epoch", epoch=epoch + 1, epochs=epochs,
                           val_accuracy=record["val_accuracy"], epoch_s=record["duration_s"])
+
+        def on_train_end(self, logs: dict | None = None) -> None:
+            self.gap(time.perf_counter())
 
     return ProgressCallback()
 
@@ -184,10 +201,10 @@ def _configure_tensorflow(spec: RunSpec, state: _RunState) -> Any:
     """Import TensorFlow, match threads to the CPUs granted, and check the device."""
     import tensorflow as tf
 
+    from harness import model as model_lib
+
     cpus = effective_cpus()
-    threads = max(1, math.ceil(cpus))
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    threads = model_lib.configure_threads(cpus)
     gpus = tf.config.list_physical_devices("GPU")
     wanted = spec.hardware.gpu_count
     if spec.hardware.device == "cpu":
@@ -221,6 +238,10 @@ def _configure_tensorflow(spec: RunSpec, state: _RunState) -> Any:
         "cpus_visible": len(os.sched_getaffinity(0)),
         "cpus_effective": cpus,
         "tf_threads": threads,
+        "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        # Speed-only settings (harness.model.Pipeline): recorded so runs made with
+        # different ones can be told apart.
+        "pipeline": dataclasses.asdict(model_lib.DEFAULT_PIPELINE),
         "gpu_models": gpu_names,
         "gpu_count": len(gpu_names),
         "hostname": platform.node(),
@@ -246,22 +267,24 @@ def _train(spec: RunSpec, data_dir: Path, state: _RunState, tracking: Any) -> No
                 else tf.distribute.get_strategy())
     with strategy.scope():
         model = model_lib.build_model(training)
-    train_ds = model_lib.train_dataset(data.x_train, data.y_train, training.batch_size,
-                                       training.seed)
-    eval_ds = model_lib.eval_dataset(data.x_test, data.y_test)
-    callbacks = [_make_callback(state, training.epochs,
-                                model_lib.steps(data.train_size, training.batch_size))]
+    fit_args = model_lib.fit_arguments(data.x_train, data.y_train, data.x_test, data.y_test,
+                                       training)
+    progress = _make_callback(state, training.epochs,
+                              model_lib.steps(data.train_size, training.batch_size))
+    callbacks = [progress]
     if training.early_stopping_patience:
         callbacks.append(tf.keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=training.early_stopping_patience,
             restore_best_weights=True))
 
     tracking.start_phase("training")
-    model.fit(train_ds, epochs=training.epochs, validation_data=eval_ds,
-              callbacks=callbacks, shuffle=False, verbose=0)  # shuffled by train_dataset
+    model.fit(**fit_args, callbacks=callbacks)
+    if state.epochs:
+        # Leaving fit destroys the training iterator: a stall there is a gap too.
+        progress.gap(time.perf_counter())
 
     tracking.start_phase("evaluation")
-    loss, accuracy = model.evaluate(eval_ds, verbose=0)
+    loss, accuracy = model.evaluate(fit_args["validation_data"], verbose=0)
     state.test_loss, state.test_accuracy = float(loss), float(accuracy)
     tracking.stop_phase()
 

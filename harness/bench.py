@@ -1,0 +1,578 @@
+"""The performance benchmark: ``python -m harness bench``.
+
+It answers two questions on the machine it runs on, in one invocation:
+
+1. Is the worker's training faster and leaner than the research's own script? It runs
+   the research pipeline (float32 arrays and one-hot labels into ``model.fit``) and the
+   worker's pipeline (``harness.model.fit_arguments``, the code the worker trains with)
+   in alternating child processes on the same generated data of CIFAR-10's size, and
+   compares images/s (first epoch excluded as warm-up), peak RSS, start-up, the longest
+   gap between training steps and the fraction of the compute ceiling reached.
+2. What does the harness add? It times a full ``harness run`` (local process, then a
+   container) against the training time inside it.
+
+The host side never imports TensorFlow: each measurement runs in a child process,
+``python -m harness.bench child ...``, that prints one ``HARNESS_BENCH {json}`` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from harness.errors import UserError
+
+RESULT_PREFIX = "HARNESS_BENCH "
+BENCH_FORMAT = "harness.bench"
+# Version history of bench-*.json:
+#   1: first version.
+BENCH_VERSION = 1
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: Targets of the performance issue (README, "Performance").
+TARGET_SPEEDUP = 1.3
+TARGET_MAX_GAP_S = 1.0
+TARGET_PEAK_RSS_MB = 1300.0
+TARGET_CEILING_FRACTION = 0.45
+TARGET_OVERHEAD_FRACTION = 0.05
+TARGET_CONTAINER_RATIO = 1.05
+
+COLUMNS = ["variant", "processes", "images/s median", "images/s range", "ratio worker/research",
+           "warm-up epoch images/s", "peak RSS MB", "first step s", "max step gap s",
+           "ceiling fraction", "val accuracy"]
+
+
+# --- the child side (imports TensorFlow) ------------------------------------------------
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+class _State:
+    """The part of the worker's run state its progress callback fills in."""
+
+    def __init__(self) -> None:
+        from harness.worker import _process_age_s
+
+        self.process_start = time.time() - _process_age_s()
+        self.epochs: list[dict[str, Any]] = []
+        self.first_step_s: float | None = None
+        self.max_step_gap_s = 0.0
+
+    def write_history(self) -> None:
+        pass
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    """``research``, ``worker`` or ``worker:FIELD=VALUE:...`` -> kind, overrides (as text).
+
+    FIELD names a :class:`harness.model.Pipeline` field; the child checks it (the host
+    side does not import TensorFlow).
+    """
+    kind, *pairs = text.split(":")
+    if kind not in ("research", "worker"):
+        raise UserError(f"unknown variant {text!r}", key="--variants",
+                        fix="use research, worker, or worker:FIELD=VALUE:... with FIELD a "
+                            "harness.model.Pipeline field")
+    overrides: dict[str, str] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if not key or not value:
+            raise UserError(f"bad option {pair!r} in variant {text!r}", key="--variants",
+                            fix="write FIELD=VALUE, e.g. worker:steps_per_execution=1")
+        overrides[key] = value
+    if kind == "research" and overrides:
+        raise UserError(f"the research variant takes no options ({text!r})", key="--variants",
+                        fix="options apply to worker variants only")
+    return kind, overrides
+
+
+def _pipeline(overrides: dict[str, str]) -> Any:
+    from harness import model as model_lib
+
+    types = {f.name: f.type for f in fields(model_lib.Pipeline)}
+    values: dict[str, Any] = {}
+    for key, text in overrides.items():
+        if key not in types:
+            raise SystemExit(f"unknown Pipeline field {key!r}; fields: {', '.join(types)}")
+        values[key] = (text.lower() in ("1", "true", "yes")) if types[key] in (bool, "bool") \
+            else int(text)
+    return replace(model_lib.DEFAULT_PIPELINE, **values)
+
+
+def _child_train(variant: str, data_root: Path, epochs: int) -> dict[str, Any]:
+    kind, overrides = parse_variant(variant)
+    import numpy as np
+
+    from harness import dataset
+    from harness.scenario import TrainingSpec
+    from harness.worker import _make_callback, effective_cpus
+
+    state = _State()
+    training = TrainingSpec(epochs=epochs)
+    import tensorflow as tf
+
+    from harness import model as model_lib
+
+    pipeline = _pipeline(overrides)
+    if kind == "worker":
+        model_lib.configure_threads(effective_cpus(), pipeline)
+    data = dataset.load(data_root)
+    tf.keras.utils.set_random_seed(training.seed)
+    callback = _make_callback(state, epochs, model_lib.steps(data.train_size, 64))
+    if kind == "research":
+        # The research script: float32 copies scaled to [0, 1], one-hot labels, arrays
+        # into fit; TensorFlow's default threads and one step per execution.
+        x_train = data.x_train.astype("float32") / 255.0
+        x_test = data.x_test.astype("float32") / 255.0
+        y_train = tf.keras.utils.to_categorical(data.y_train, model_lib.NUM_CLASSES)
+        y_test = tf.keras.utils.to_categorical(data.y_test, model_lib.NUM_CLASSES)
+        model = model_lib.build_model(training, replace(pipeline, steps_per_execution=1),
+                                      one_hot=True)
+        model.fit(x_train, y_train, batch_size=training.batch_size, epochs=epochs,
+                  validation_data=(x_test, y_test), callbacks=[callback], verbose=0)
+    else:
+        model = model_lib.build_model(training, pipeline)
+        model.fit(**model_lib.fit_arguments(data.x_train, data.y_train, data.x_test,
+                                            data.y_test, training, pipeline),
+                  callbacks=[callback])
+    callback.gap(time.perf_counter())  # leaving fit: the training iterator is destroyed
+    train_s = [e["train_s"] for e in state.epochs]
+    return {
+        "variant": variant,
+        "kind": kind,
+        "pipeline": {f.name: getattr(pipeline, f.name) for f in fields(pipeline)}
+        if kind == "worker" else None,
+        "train_size": data.train_size,
+        "epochs": state.epochs,
+        "images_per_s_epochs": [data.train_size / s for s in train_s],
+        "images_per_s_after_warmup": (data.train_size * (len(train_s) - 1) / sum(train_s[1:])
+                                      if len(train_s) > 1 else None),
+        "peak_rss_mb": _peak_rss_mb(),
+        "first_step_s": state.first_step_s,
+        "max_step_gap_s": state.max_step_gap_s,
+        "val_accuracy": state.epochs[-1]["val_accuracy"] if state.epochs else None,
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "flops_per_image": model_lib.training_flops_per_image(model),
+        "np_version": np.__version__,
+    }
+
+
+def _child_matmul() -> dict[str, Any]:
+    """float32 matrix-multiply throughput with the worker's thread settings."""
+    import tensorflow as tf
+
+    from harness import model as model_lib
+    from harness.worker import effective_cpus
+
+    model_lib.configure_threads(effective_cpus())
+    best: dict[str, float] = {}
+    for n in (512, 1024, 2048):
+        a = tf.random.uniform((n, n), dtype=tf.float32)
+        b = tf.random.uniform((n, n), dtype=tf.float32)
+        reps = max(2, int(4e9 // (2 * n**3)))
+
+        @tf.function
+        def loop(a: tf.Tensor, b: tf.Tensor, reps: int = reps) -> tf.Tensor:
+            acc = tf.zeros((), tf.float32)
+            for _ in tf.range(reps):
+                acc += tf.reduce_sum(tf.matmul(a, b)[0, 0])
+            return acc
+
+        loop(a, b).numpy()  # trace and warm up
+        rates = []
+        for _ in range(5):
+            start = time.perf_counter()
+            loop(a, b).numpy()
+            rates.append(2 * n**3 * reps / (time.perf_counter() - start) / 1e9)
+        best[str(n)] = max(rates)
+    return {"matmul_gflops": max(best.values()), "matmul_gflops_by_size": best,
+            "threads": tf.config.threading.get_intra_op_parallelism_threads()}
+
+
+def child_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.bench child")
+    sub = parser.add_subparsers(dest="what", required=True)
+    train = sub.add_parser("train")
+    train.add_argument("variant")
+    train.add_argument("data_root", type=Path)
+    train.add_argument("--epochs", type=int, default=3)
+    sub.add_parser("matmul")
+    args = parser.parse_args(argv)
+    result = (_child_train(args.variant, args.data_root, args.epochs) if args.what == "train"
+              else _child_matmul())
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    return 0
+
+
+# --- the host side (no TensorFlow) ------------------------------------------------------
+
+
+@dataclass
+class BenchConfig:
+    """What one ``harness bench`` measures."""
+
+    epochs: int = 3
+    """Epochs per training process; the first is warm-up, reported separately."""
+    processes: int = 3
+    """Training processes per variant, run alternately."""
+    train_size: int = 50_000
+    test_size: int = 10_000
+    variants: list[str] = field(default_factory=lambda: ["research", "worker"])
+    overhead_epochs: int = 2
+    """Epochs of the full ``harness run`` timed for the overhead (0: skip)."""
+    docker: bool = True
+    """Also time the same run in a container."""
+    data_dir: Path = Path("data")
+    out: Path | None = None
+    timeout_s: float = 1800
+
+
+def _child_env() -> dict[str, str]:
+    from harness.backends import worker_environment
+
+    env = worker_environment()
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+def _run_child(args: list[str], timeout_s: float, log) -> dict[str, Any]:
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "harness.bench", "child", *args],
+                          capture_output=True, text=True, env=_child_env(), cwd=REPO_ROOT,
+                          timeout=timeout_s)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    if proc.returncode != 0 or not lines:
+        raise UserError(f"benchmark child {' '.join(args)} failed (exit {proc.returncode}):\n"
+                        + "\n".join(proc.stderr.splitlines()[-15:]),
+                        fix="run the child command above by hand to see the whole error")
+    result = json.loads(lines[-1][len(RESULT_PREFIX):])
+    result["process_wall_s"] = time.perf_counter() - start
+    log(f"  {args[0]} {args[1] if len(args) > 1 and args[0] == 'train' else ''} "
+        f"done in {result['process_wall_s']:.0f} s")
+    return result
+
+
+def _range(values: list[float], fmt: str = "{:.0f}") -> str:
+    return f"{fmt.format(min(values))}-{fmt.format(max(values))}" if values else "-"
+
+
+def summarize(runs: list[dict[str, Any]], matmul_gflops: float) -> list[dict[str, Any]]:
+    """One table row per variant, from the child results."""
+    by_variant: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        by_variant.setdefault(run["variant"], []).append(run)
+    research = next((v for v in by_variant if v == "research"), None)
+    pairs_by_variant: dict[str, list[float]] = {}
+    if research:
+        for variant, items in by_variant.items():
+            ratios = [w["images_per_s_after_warmup"] / r["images_per_s_after_warmup"]
+                      for w, r in zip(items, by_variant[research], strict=False)
+                      if w["images_per_s_after_warmup"] and r["images_per_s_after_warmup"]]
+            pairs_by_variant[variant] = ratios
+    rows = []
+    for variant, items in by_variant.items():
+        rates = [r["images_per_s_after_warmup"] for r in items if r["images_per_s_after_warmup"]]
+        warmups = [r["images_per_s_epochs"][0] for r in items if r["images_per_s_epochs"]]
+        flops = items[0]["flops_per_image"]["total"]
+        median = statistics.median(rates) if rates else None
+        ratios = pairs_by_variant.get(variant, [])
+        rows.append({
+            "variant": variant,
+            "processes": len(items),
+            "images/s median": median,
+            "images/s range": _range(rates),
+            "ratio worker/research": statistics.median(ratios) if ratios else None,
+            "ratio range": _range(ratios, "{:.2f}"),
+            "warm-up epoch images/s": statistics.median(warmups) if warmups else None,
+            "peak RSS MB": max(r["peak_rss_mb"] for r in items),
+            "first step s": max(r["first_step_s"] for r in items),
+            "max step gap s": max(r["max_step_gap_s"] for r in items),
+            "ceiling fraction": (median * flops / (matmul_gflops * 1e9)
+                                 if median and matmul_gflops else None),
+            "val accuracy": statistics.median(r["val_accuracy"] for r in items),
+        })
+    return rows
+
+
+OVERHEAD_SCENARIO = """\
+name: bench-overhead
+description: harness overhead measurement (python -m harness bench)
+dataset:
+  kind: synthetic
+  train_size: {train}
+  test_size: {test}
+  seed: 0
+hardware:
+  - name: cpu
+    device: cpu
+regions:
+  home: FRA
+training:
+  epochs: {epochs}
+timeout_s: 3600
+"""
+
+
+def _timed_harness_run(backend: str, scenario: Path, results_dir: Path, data_dir: Path,
+                       session: str, timeout_s: float) -> dict[str, Any]:
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", str(scenario),
+                           "--backend", backend, "--results-dir", str(results_dir),
+                           "--data-dir", str(data_dir), "--session", session],
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=timeout_s)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise UserError(f"`harness run --backend {backend}` failed (exit {proc.returncode}):\n"
+                        + "\n".join(proc.stderr.splitlines()[-15:]),
+                        fix="run it by hand; for docker, check `python -m harness image cpu`")
+    run_dir = results_dir / session / "bench-overhead__cpu__r01"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    history = json.loads((run_dir / "history.json").read_text())
+    phases = {p["name"]: p["duration_s"] for p in metrics["phases"]}
+    durations = [e["duration_s"] for e in history["epochs"]]
+    # Overhead is nearly all fixed (start-up, imports, data load, tracker, final
+    # evaluation, result files): extrapolate the training, not the overhead, to 10
+    # epochs: the first (warm-up) epoch plus 9 times the mean of the later ones.
+    later = durations[1:] or durations
+    training_10 = durations[0] + 9 * statistics.mean(later)
+    overhead = wall - metrics["training_s"]
+    return {
+        "backend": backend, "epochs": len(durations), "wall_s": wall,
+        "training_s": metrics["training_s"], "overhead_s": overhead,
+        "setup_s": phases.get("setup"), "evaluation_s": phases.get("evaluation"),
+        "worker_wall_s": metrics["wall_s"],
+        "outside_worker_s": wall - metrics["wall_s"],
+        "training_10_epochs_s": training_10,
+        "overhead_fraction_10_epochs": overhead / training_10,
+        "images_per_s_after_warmup": metrics["images_per_s_after_warmup"],
+        "max_step_gap_s": metrics["max_step_gap_s"],
+    }
+
+
+def _overhead(config: BenchConfig, log) -> list[dict[str, Any]]:
+    results = []
+    with tempfile.TemporaryDirectory(prefix="harness-bench-") as tmp:
+        scenario = Path(tmp, "bench-overhead.yaml")
+        scenario.write_text(OVERHEAD_SCENARIO.format(train=config.train_size,
+                                                     test=config.test_size,
+                                                     epochs=config.overhead_epochs))
+        backends = ["local"]
+        if config.docker:
+            from harness.backends.docker_backend import DockerBackend
+
+            log("  building/checking the cpu worker image (not timed)")
+            DockerBackend(log=lambda _line: None).ensure_image("cpu")
+            backends.append("docker")
+        for backend in backends:
+            log(f"  harness run --backend {backend}, {config.overhead_epochs} epoch(s)")
+            results.append(_timed_harness_run(backend, scenario, Path(tmp, "results"),
+                                              config.data_dir.resolve(), f"bench-{backend}",
+                                              config.timeout_s))
+            log(f"    wall {results[-1]['wall_s']:.1f} s, training {results[-1]['training_s']:.1f} s")
+    return results
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 10 else f"{value:.0f}"
+    return "-" if value is None else value
+
+
+def render(report: dict[str, Any]) -> str:
+    """The tables and the target verdicts, as text."""
+    rows = [[_fmt(row.get(c)) if c != "ratio worker/research" or row.get(c) is None
+             else f"{row[c]:.2f} ({row['ratio range']})" for c in COLUMNS]
+            for row in report["rows"]]
+    out = [tabulate(rows, headers=COLUMNS, tablefmt="github")]
+    out.append(f"\nimages/s: training steps only, epochs 2..{report['config']['epochs']} of each "
+               f"process (epoch 1 is the warm-up column); ratio: median (range) of the pairs "
+               f"run side by side. Ceiling: {report['flops_per_image'] / 1e6:.1f} MFLOP per "
+               f"training image (from the model's layers) at {report['matmul_gflops']:.0f} "
+               f"GFLOP/s (float32 matmul measured in this invocation) = "
+               f"{report['ceiling_images_per_s']:.0f} images/s. Step gaps and first step are "
+               "measured at Keras batch callbacks, i.e. per execution (steps_per_execution steps) for the "
+               "worker; epoch boundaries and the end of fit are included, validation is not.")
+    if report["overhead"]:
+        orows = [[o["backend"], o["epochs"], _fmt(o["wall_s"]), _fmt(o["training_s"]),
+                  _fmt(o["overhead_s"]), _fmt(o["setup_s"]), _fmt(o["evaluation_s"]),
+                  _fmt(o["outside_worker_s"]), _fmt(o["training_10_epochs_s"]),
+                  f"{o['overhead_fraction_10_epochs']:.1%}"] for o in report["overhead"]]
+        out.append("\n" + tabulate(orows, headers=[
+            "backend", "epochs", "harness run wall s", "training s", "overhead s", "setup s",
+            "evaluation s", "outside worker s", "10-epoch training s (extrapolated)",
+            "overhead / 10-epoch training"], tablefmt="github"))
+        if report.get("container_ratio"):
+            out.append(f"container / local wall time: {report['container_ratio']:.3f} measured "
+                       f"({report['overhead'][0]['epochs']} epochs), "
+                       f"{report['container_ratio_10_epochs']:.3f} extrapolated to 10 epochs")
+    out.append("\ntargets:")
+    for name, ok, detail in report["targets"]:
+        out.append(f"  [{'PASS' if ok else 'FAIL' if ok is not None else 'n/a '}] {name}: {detail}")
+    return "\n".join(out)
+
+
+def _targets(report: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
+    rows = {r["variant"]: r for r in report["rows"]}
+    worker = rows.get("worker")
+    out: list[tuple[str, bool | None, str]] = []
+    if worker and worker["ratio worker/research"] is not None:
+        ratio = worker["ratio worker/research"]
+        out.append(("worker images/s >= 1.3x research", ratio >= TARGET_SPEEDUP, f"{ratio:.2f}x"))
+    if worker:
+        gap = worker["max step gap s"]
+        out.append(("no step gap > 1 s (worker)", gap <= TARGET_MAX_GAP_S, f"max {gap:.2f} s"))
+        rss = worker["peak RSS MB"]
+        out.append(("peak RSS <= 1.3 GB (worker)", rss <= TARGET_PEAK_RSS_MB, f"{rss:.0f} MB"))
+        frac = worker["ceiling fraction"]
+        out.append(("compute ceiling fraction >= 0.45 (worker)",
+                    frac is not None and frac >= TARGET_CEILING_FRACTION,
+                    f"{frac:.2f}" if frac is not None else "-"))
+    local = next((o for o in report["overhead"] if o["backend"] == "local"), None)
+    if local:
+        frac = local["overhead_fraction_10_epochs"]
+        out.append(("harness overhead <= 5% of 10-epoch training", frac <= TARGET_OVERHEAD_FRACTION,
+                    f"{frac:.1%} ({local['overhead_s']:.1f} s)"))
+    if report.get("container_ratio"):
+        ratio = report["container_ratio"]
+        out.append(("container / local <= 1.05", ratio <= TARGET_CONTAINER_RATIO, f"{ratio:.3f}"))
+    return out
+
+
+def _machine() -> dict[str, Any]:
+    from harness.worker import _cpu_model, effective_cpus
+
+    return {"cpu_model": _cpu_model(), "cpus_effective": effective_cpus(),
+            "host": platform.node(), "platform": platform.platform(),
+            "python": platform.python_version(), "load_avg_at_start": os.getloadavg()}
+
+
+def run_bench(config: BenchConfig, log=print) -> dict[str, Any]:
+    """Run the whole benchmark; returns the report (also written as JSON)."""
+    from harness import dataset
+
+    for variant in config.variants:
+        parse_variant(variant)
+    machine = _machine()
+    log(f"data: {config.train_size} train / {config.test_size} test (generated)")
+    root = dataset.ensure_synthetic(config.data_dir, config.train_size, config.test_size, 0)
+    log("matmul throughput")
+    matmul = [_run_child(["matmul"], config.timeout_s, log)]
+    runs: list[dict[str, Any]] = []
+    for i in range(config.processes):
+        # Alternate the order too, so a drift in machine load does not favour one side.
+        order = config.variants if i % 2 == 0 else list(reversed(config.variants))
+        for variant in order:
+            log(f"process {i + 1}/{config.processes}: {variant}")
+            runs.append(_run_child(["train", variant, str(root), "--epochs", str(config.epochs)],
+                                   config.timeout_s, log))
+    matmul.append(_run_child(["matmul"], config.timeout_s, log))
+    gflops = max(m["matmul_gflops"] for m in matmul)
+    flops = runs[0]["flops_per_image"]["total"]
+    overhead = _overhead(config, log) if config.overhead_epochs > 0 else []
+    report: dict[str, Any] = {
+        "format": BENCH_FORMAT, "version": BENCH_VERSION,
+        "created": datetime.now().isoformat(timespec="seconds"),
+        "command": sys.argv, "machine": machine,
+        "config": {k: (str(v) if isinstance(v, Path) else v)
+                   for k, v in config.__dict__.items()},
+        "matmul": matmul, "matmul_gflops": gflops, "flops_per_image": flops,
+        "ceiling_images_per_s": gflops * 1e9 / flops,
+        "runs": runs, "rows": summarize(runs, gflops), "overhead": overhead,
+    }
+    docker_run = next((o for o in overhead if o["backend"] == "docker"), None)
+    if overhead and docker_run:
+        report["container_ratio"] = docker_run["wall_s"] / overhead[0]["wall_s"]
+        # The measured runs are short, so their fixed costs weigh more than in a
+        # 10-epoch run; this is the same comparison with each run's training extrapolated.
+        report["container_ratio_10_epochs"] = (
+            (docker_run["training_10_epochs_s"] + docker_run["overhead_s"])
+            / (overhead[0]["training_10_epochs_s"] + overhead[0]["overhead_s"]))
+    report["targets"] = _targets(report)
+    out = config.out or Path("results", f"bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=1))
+    tmp.replace(out)
+    report["written_to"] = str(out)
+    return report
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``harness bench`` (shared by the CLI and ``python -m harness.bench``)."""
+    parser.add_argument("--epochs", type=int, default=3,
+                        help="epochs per training process; the first is warm-up (default 3)")
+    parser.add_argument("--processes", type=int, default=3,
+                        help="training processes per variant, alternating (default 3)")
+    parser.add_argument("--train-size", type=int, default=50_000)
+    parser.add_argument("--test-size", type=int, default=10_000)
+    parser.add_argument("--variants", default="research,worker",
+                        help="comma-separated: research, worker, worker:FIELD=VALUE:... "
+                             "(harness.model.Pipeline fields), default research,worker")
+    parser.add_argument("--overhead-epochs", type=int, default=2,
+                        help="epochs of the timed full `harness run` (0: skip; default 2)")
+    parser.add_argument("--no-docker", action="store_true",
+                        help="skip the container run of the overhead measurement")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke test: 3000/600 images, 2 epochs, 1 process, no overhead")
+    parser.add_argument("--data-dir", type=Path, help="default: $HARNESS_DATA_DIR or data/")
+    parser.add_argument("--out", type=Path, help="JSON report (default results/bench-TIME.json)")
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    from harness import dataset
+
+    config = BenchConfig(epochs=args.epochs, processes=args.processes,
+                         train_size=args.train_size, test_size=args.test_size,
+                         variants=[v.strip() for v in args.variants.split(",") if v.strip()],
+                         overhead_epochs=args.overhead_epochs, docker=not args.no_docker,
+                         data_dir=args.data_dir or dataset.default_data_dir(), out=args.out)
+    if args.quick:
+        config = replace(config, epochs=2, processes=1, train_size=3000, test_size=600,
+                         overhead_epochs=0)
+    if config.epochs < 2:
+        raise UserError("needs at least 2 epochs: the first is warm-up", key="--epochs",
+                        fix="use --epochs 2 or more")
+    if config.processes < 1:
+        raise UserError("needs at least 1 process per variant", key="--processes",
+                        fix="use --processes 1 or more")
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["child"]:
+        return child_main(argv[1:])
+    parser = argparse.ArgumentParser(prog="python -m harness.bench")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        report = run_bench(config_from_args(args), log=lambda m: print(m, file=sys.stderr))
+    except UserError as exc:
+        print(f"error: {exc.render()}", file=sys.stderr)
+        return 2
+    print(render(report))
+    print(f"\nreport written to {report['written_to']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
