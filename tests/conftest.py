@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,30 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600,
     """Run ``python -m harness ARGS`` as a user would and capture its output."""
     return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd or REPO,
                           capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float) -> bool:
+    """Poll ``predicate`` every 0.2 s until it holds (True) or ``timeout_s`` passes (False)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
+
+
+@contextmanager
+def harness_process(*args: str) -> Iterator[subprocess.Popen[str]]:
+    """``python -m harness ARGS`` in the background; stopped cleanly (SIGTERM, the
+    Ctrl-C path) if the test leaves before it ends, so no worker or container outlives it."""
+    proc = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=120)
 
 
 @pytest.fixture

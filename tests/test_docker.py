@@ -9,15 +9,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from harness.results import load_results
-from tests.conftest import REPO, run_cli
+from tests.conftest import harness_process, run_cli, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -116,23 +113,13 @@ def test_a_killed_container_is_recorded_and_the_other_run_completes(tmp_path, do
                     epochs=200)
     after = _write(tmp_path, "after", "  - name: two-cpus" + TWO_CPU_ENTRIES.split(
         "\n  - name: two-cpus")[1])
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(victim), str(after),
-                             *_args(tmp_path, "d2")], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
+    with harness_process("run", str(victim), str(after), *_args(tmp_path, "d2")) as proc:
         history = tmp_path / "results" / "d2" / "kill__one-cpu__r01" / "history.json"
-        deadline = time.monotonic() + 900
-        while not history.exists() and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert history.exists(), "the first run never finished an epoch"
-        (victim,) = docker_client.containers.list(
+        assert wait_for(history.exists, 900), "the first run never finished an epoch"
+        (victim_container,) = docker_client.containers.list(
             filters={"label": "harness.run=kill__one-cpu__r01"})
-        victim.kill()
+        victim_container.kill()
         _, err = proc.communicate(timeout=1800)
-    finally:
-        if proc.poll() is None:  # a failed assertion: stop the harness cleanly (SIGTERM)
-            proc.terminate()
-            proc.wait(timeout=120)
     assert proc.returncode == 1, err[-4000:]
     runs = {r.run_id: r for r in load_results([tmp_path / "results" / "d2"])}
     killed = runs["kill__one-cpu__r01"]
@@ -144,16 +131,11 @@ def test_a_killed_container_is_recorded_and_the_other_run_completes(tmp_path, do
 
 def test_ctrl_c_removes_every_container_and_leaves_a_readable_session(tmp_path, docker_client):
     scenario = _write(tmp_path, "intr", TWO_CPU_ENTRIES, epochs=30)
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(scenario),
-                             *_args(tmp_path, "d3")], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
     history = tmp_path / "results" / "d3" / "intr__one-cpu__r01" / "history.json"
-    deadline = time.monotonic() + 900
-    while not history.exists() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert history.exists()
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=300)
+    with harness_process("run", str(scenario), *_args(tmp_path, "d3")) as proc:
+        assert wait_for(history.exists, 900)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err[-3000:]
     assert _leftovers(docker_client, "d3") == []
     (run,) = load_results([tmp_path / "results" / "d3"])

@@ -11,14 +11,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from harness.results import load_results
-from tests.conftest import REPO, run_cli
+from tests.conftest import harness_process, run_cli, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -97,15 +95,6 @@ def test_run_trains_to_accuracy_and_files_agree(tmp_path: Path) -> None:
     assert "estimated" in report.stdout
 
 
-def _wait_for(predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def _worker_pid(run_dir: Path) -> int | None:
     out = subprocess.run(["pgrep", "-f", f"harness.worker {run_dir}"], capture_output=True,
                          text=True)
@@ -118,22 +107,15 @@ def test_killed_workers_are_recorded_and_the_next_run_completes(tmp_path: Path) 
     victims = _scenario(tmp_path, hardware=["term", "kill"], epochs=200)
     after = _scenario(tmp_path, hardware=["fine"], epochs=1, name="after")
     session = tmp_path / "results" / "s2"
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(victims), str(after),
-                             *_args(tmp_path, "s2")], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
+    with harness_process("run", str(victims), str(after), *_args(tmp_path, "s2")) as proc:
         for name, sig in (("term", signal.SIGTERM), ("kill", signal.SIGKILL)):
             run_dir = (session / f"e2e__{name}__r01").resolve()
             # Mid-run: after the first epoch has been written.
-            assert _wait_for(lambda d=run_dir: (d / "history.json").exists(), 300), name
+            assert wait_for(lambda d=run_dir: (d / "history.json").exists(), 300), name
             pid = _worker_pid(run_dir)
             assert pid is not None, f"no worker process for {name}"
             os.kill(pid, sig)
-        _out, err = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:  # a failed assertion: stop the harness cleanly (SIGTERM)
-            proc.terminate()
-            proc.wait(timeout=120)
+        _, err = proc.communicate(timeout=600)
     assert proc.returncode == 1, err[-3000:]
     statuses = {r.run_id: r for r in load_results([session])}
     term = statuses["e2e__term__r01"]
@@ -161,13 +143,11 @@ def test_timeout_stops_the_run_and_keeps_partial_results(tmp_path: Path) -> None
 def test_ctrl_c_leaves_no_worker_and_a_readable_session(tmp_path: Path) -> None:
     scenario = _scenario(tmp_path, hardware=["one", "two"], epochs=50, name="intr")
     session = tmp_path / "results" / "s4"
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(scenario),
-                             *_args(tmp_path, "s4")], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
     run_dir = (session / "intr__one__r01").resolve()
-    assert _wait_for(lambda: (run_dir / "history.json").exists(), 300)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    with harness_process("run", str(scenario), *_args(tmp_path, "s4")) as proc:
+        assert wait_for(lambda: (run_dir / "history.json").exists(), 300)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
     assert _worker_pid(run_dir) is None
     (run,) = load_results([session])  # the second run never started
