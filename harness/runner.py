@@ -7,6 +7,7 @@ records the run as interrupted and leaves a session directory the report can rea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -96,6 +97,8 @@ def classify(outcome: Outcome, run_dir: Path, log_tail: list[str]) -> tuple[str,
     if worker_status == "partial":
         return "partial", (metrics or {}).get("error") or "worker stopped early"
     reason = (metrics or {}).get("error") or (log_tail[-1] if log_tail else "no output")
+    if outcome.exit_code is None:
+        return "failed", reason
     return "failed", f"exit code {outcome.exit_code}: {reason}"
 
 
@@ -162,6 +165,17 @@ class Runner:
                 self.backend.stop_all()
                 outcome = Outcome(exit_code=None, duration_s=time.perf_counter() - start,
                                   interrupted=True, provenance={"backend": self.backend.name})
+            except Exception as exc:
+                # The backend failing (the Docker daemon went away, say) fails this run
+                # only: record it and go on, so the runs already measured keep their
+                # results and the session stays readable.
+                with contextlib.suppress(Exception):
+                    self.backend.stop_all()
+                line = f"backend error: {type(exc).__name__}: {exc}"
+                tail.append(line)
+                log.write(line + "\n")
+                outcome = Outcome(exit_code=None, duration_s=time.perf_counter() - start,
+                                  provenance={"backend": self.backend.name, "error": line})
         status, reason = classify(outcome, run_dir, list(tail))
         write_outcome(run_dir, status=status, exit_code=outcome.exit_code,  # type: ignore[arg-type]
                       duration_s=outcome.duration_s, reason=reason, log_tail=list(tail),

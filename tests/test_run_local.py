@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.backends.local import LocalBackend
 from harness.results import load_results
 from tests.conftest import harness_process, run_cli, wait_for
 
@@ -177,3 +178,37 @@ def test_session_is_never_overwritten(tmp_path: Path) -> None:
     result = run_cli("run", str(scenario), *_args(tmp_path, "taken"))
     assert result.returncode == 2
     assert "already exists" in result.stderr
+
+
+class _BackendDyingOnce(LocalBackend):
+    """A local backend whose first execute fails as a lost Docker daemon would. A stand-in:
+    stopping the real engine in the middle of the suite would break the other tests."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def execute(self, job, on_line):
+        self.calls += 1
+        if self.calls == 1:
+            raise ConnectionError("the backend went away")
+        return super().execute(job, on_line)
+
+
+def test_a_backend_failure_fails_that_run_only(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from harness.plan import expand
+    from harness.runner import Runner
+    from harness.scenario import load_scenario
+
+    scenario = _scenario(tmp_path, hardware=["lost", "fine"], epochs=1)
+    runs = expand([load_scenario(scenario)])
+    runner = Runner(_BackendDyingOnce(), tmp_path / "results", tmp_path / "data",
+                    Console(stderr=True))
+    session, records = runner.run(runs, session="s6", scenario_files=[str(scenario)], argv=[])
+    assert [r.status for r in records] == ["failed", "ok"]
+    results = {r.run_id: r for r in load_results([session])}
+    lost, fine = results["e2e__lost__r01"], results["e2e__fine__r01"]
+    assert "backend error: ConnectionError: the backend went away" in lost.outcome["reason"]
+    assert fine.status == "ok" and fine.metrics["status"] == "complete"
