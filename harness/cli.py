@@ -14,9 +14,10 @@ from pathlib import Path
 from rich.console import Console
 from tabulate import tabulate
 
-from harness.backends import Backend
+from harness.backends import Backend, LineSink
 from harness.errors import UserError
 from harness.plan import RunSpec
+from harness.results import RunResult
 from harness.scenario import LoadedScenario
 
 EXIT_USER_ERROR = 2
@@ -78,9 +79,14 @@ def _make_backend(args: argparse.Namespace, console: Console) -> Backend:
         from harness.backends.docker_backend import DockerBackend
 
         return DockerBackend(base_image=args.base_image, flavour=args.image_flavour,
-                             log=lambda line: console.print(line, markup=False, highlight=False))
+                             log=_plain(console))
     raise UserError(f"unknown backend {name!r}", key="--backend",
                     fix="use --backend auto, docker or local")
+
+
+def _plain(console: Console) -> LineSink:
+    """Print a line of tool output (build logs...) as is: no rich markup or highlighting."""
+    return lambda line: console.print(line, markup=False, highlight=False)
 
 
 def _stop_on_sigterm() -> None:
@@ -98,8 +104,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _stop_on_sigterm()
     console = Console(stderr=True, soft_wrap=True)
     from harness import dataset
-    from harness.report import runs_table
-    from harness.results import load_results
+    from harness.report import load, runs_table
     from harness.runner import Runner
 
     backend = _make_backend(args, console)
@@ -107,9 +112,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     session_dir, records = runner.run(runs, session=args.session,
                                       scenario_files=[str(item.path) for item in loaded],
                                       argv=sys.argv)
-    print(runs_table(load_results([session_dir])))
+    results, load_warnings = load([session_dir])
+    print(runs_table(results))
     # The comparison of this session, as `harness report` would write it.
-    _report([session_dir], out=None, baseline=None, fmt="simple")
+    _report(results, load_warnings, out=None, baseline=None, fmt="simple")
     bad = [r for r in records if r.status != "ok"]
     skipped = len(runs) - len(records)
     if bad or skipped:
@@ -121,15 +127,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    _report(args.dirs, out=args.out, baseline=args.baseline, fmt=args.format)
+    from harness.report import load
+
+    results, load_warnings = load(args.dirs)
+    _report(results, load_warnings, out=args.out, baseline=args.baseline, fmt=args.format)
     return 0
 
 
-def _report(dirs: list[Path], *, out: Path | None, baseline: str | None, fmt: str) -> None:
+def _report(results: list[RunResult], load_warnings: list[str], *, out: Path | None,
+            baseline: str | None, fmt: str) -> None:
     """Print the comparison tables and write report.md, CSV, JSON and plots."""
-    from harness.report import build_report, default_out_dir, load, render_text, write_report
+    from harness.report import build_report, default_out_dir, render_text, write_report
 
-    results, load_warnings = load(dirs)
     report = build_report(results, baseline=baseline, warnings=load_warnings)
     print(render_text(report, fmt))
     out_dir = out or default_out_dir(results)
@@ -206,7 +215,7 @@ def _cmd_image(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True, soft_wrap=True)
     backend = DockerBackend(base_image=args.base_image,
-                            log=lambda line: console.print(line, markup=False, highlight=False))
+                            log=_plain(console))
     for flavour in ("cpu", "gpu") if args.flavour == "all" else (args.flavour,):
         image = backend.ensure_image(flavour)
         print(f"{flavour}: {image.tags[0] if image.tags else image.id} ({image.id[:19]})")
@@ -218,7 +227,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True, soft_wrap=True)
     report = run_bench(config_from_args(args),
-                       log=lambda line: console.print(line, markup=False, highlight=False))
+                       log=_plain(console))
     print(render(report))
     print(f"\nreport written to {report['written_to']}")
     return 0

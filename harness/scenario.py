@@ -71,7 +71,6 @@ class HardwareSpec(_Strict):
     gpu_ids: list[Annotated[int, Field(ge=0)]] | None = None
     """Explicit GPU indices (GPU devices only; excludes ``gpus``)."""
 
-
     @field_validator("cpuset")
     @classmethod
     def _cpuset_syntax(cls, value: str | None) -> str | None:
@@ -168,7 +167,6 @@ class TrainingSpec(_Strict):
     early_stopping_patience: int | None = Field(default=None, ge=1, le=1000)
     """Deviation: stop when validation loss has not improved for this many epochs."""
 
-
     def deviations(self) -> dict[str, Any]:
         """Settings that differ from the research workload, by name."""
         reference = TrainingSpec()
@@ -188,7 +186,6 @@ class TrackerSpec(_Strict):
     """Power usage effectiveness of the data centre (1.0: count the machine only)."""
     rapl: bool = False
     """Container backends: mount the host's RAPL counters read-only so CPU energy is measured."""
-
 
 
 class RegionsSpec(_Strict):
@@ -234,7 +231,6 @@ class Scenario(_Strict):
     repeats: int = Field(default=1, ge=1, le=100)
     timeout_s: Number = Field(default=3600.0, gt=0, le=7 * 24 * 3600)
     """Wall-clock limit of one run, seconds; the run is stopped and recorded as timed out."""
-
 
     @field_validator("hardware")
     @classmethod
