@@ -6,7 +6,7 @@ HARNESS := $(PY) -m harness
 BACKEND ?= auto
 RESULTS ?= results
 
-.PHONY: help setup engine base-image images test lint demo bench bench-cpu bench-gpu report data clean-venv
+.PHONY: help setup engine base-image images test lint demo bench bench-cpu bench-gpu report data clean-venv slurm-cluster slurm-stop
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -67,3 +67,10 @@ report: setup  ## report over every session in results/
 
 clean-venv:  ## remove .venv
 	rm -rf $(VENV)
+
+slurm-cluster:  ## install (Debian's Slurm, as root) and start the single-host test Slurm cluster
+	slurm/install.sh
+	slurm/start-cluster.sh
+
+slurm-stop:  ## stop the test Slurm cluster (slurm/stop-cluster.sh --purge also deletes its state)
+	slurm/stop-cluster.sh
