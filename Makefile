@@ -6,7 +6,7 @@ HARNESS := $(PY) -m harness
 BACKEND ?= auto
 RESULTS ?= results
 
-.PHONY: help setup engine base-image images test lint demo bench bench-cpu bench-gpu report data clean-venv slurm-cluster slurm-stop
+.PHONY: help setup engine base-image images test test-fast lint demo bench bench-cpu bench-gpu report data clean-venv slurm-cluster slurm-stop
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -31,6 +31,9 @@ images: setup base-image  ## build the CPU and CUDA worker images if their input
 
 test: setup engine images  ## run the test suite (starts Docker: the container tests never skip)
 	$(PY) -m pytest -q
+
+test-fast: setup  ## the inner loop: every test that needs no engine, no cluster and no training
+	$(PY) -m pytest -q -m "not docker and not slurm and not slow"
 
 lint: setup  ## ruff
 	$(VENV)/bin/ruff check harness tests

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -55,30 +55,6 @@ COLUMNS = ["variant", "processes", "images/s median", "images/s range", "ratio w
            "ceiling fraction", "val accuracy"]
 
 
-# --- the child side (imports TensorFlow) ------------------------------------------------
-
-
-def _peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-
-
-class _State:
-    """The part of the worker's run state its progress callback fills in."""
-
-    def __init__(self) -> None:
-        from harness.worker import _process_age_s
-
-        self.process_start = time.time() - _process_age_s()
-        self.epochs: list[dict[str, Any]] = []
-        self.first_step_s: float | None = None
-        self.max_step_gap_s = 0.0
-
-    def write_history(self) -> None:
-        pass
-
-
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     """``research``, ``worker`` or ``worker:FIELD=VALUE:...`` -> kind, overrides (as text).
 
@@ -101,125 +77,6 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
         raise UserError(f"the research variant takes no options ({text!r})", key="--variants",
                         fix="options apply to worker variants only")
     return kind, overrides
-
-
-def _pipeline(overrides: dict[str, str]) -> Any:
-    from harness import model as model_lib
-
-    types = {f.name: f.type for f in fields(model_lib.Pipeline)}
-    values: dict[str, Any] = {}
-    for key, text in overrides.items():
-        if key not in types:
-            raise SystemExit(f"unknown Pipeline field {key!r}; fields: {', '.join(types)}")
-        values[key] = (text.lower() in ("1", "true", "yes")) if types[key] in (bool, "bool") \
-            else int(text)
-    return replace(model_lib.DEFAULT_PIPELINE, **values)
-
-
-def _child_train(variant: str, data_root: Path, epochs: int) -> dict[str, Any]:
-    kind, overrides = parse_variant(variant)
-    import numpy as np
-
-    from harness import dataset
-    from harness.scenario import TrainingSpec
-    from harness.worker import _make_callback, effective_cpus
-
-    state = _State()
-    training = TrainingSpec(epochs=epochs)
-    import tensorflow as tf
-
-    from harness import model as model_lib
-
-    pipeline = _pipeline(overrides)
-    if kind == "worker":
-        model_lib.configure_threads(effective_cpus(), pipeline)
-    data = dataset.load(data_root)
-    tf.keras.utils.set_random_seed(training.seed)
-    callback = _make_callback(state, epochs, model_lib.steps(data.train_size, 64))
-    if kind == "research":
-        # The research script: float32 copies scaled to [0, 1], one-hot labels, arrays
-        # into fit; TensorFlow's default threads and one step per execution.
-        x_train = data.x_train.astype("float32") / 255.0
-        x_test = data.x_test.astype("float32") / 255.0
-        y_train = tf.keras.utils.to_categorical(data.y_train, model_lib.NUM_CLASSES)
-        y_test = tf.keras.utils.to_categorical(data.y_test, model_lib.NUM_CLASSES)
-        model = model_lib.build_model(training, replace(pipeline, steps_per_execution=1),
-                                      one_hot=True)
-        model.fit(x_train, y_train, batch_size=training.batch_size, epochs=epochs,
-                  validation_data=(x_test, y_test), callbacks=[callback], verbose=0)
-    else:
-        model = model_lib.build_model(training, pipeline)
-        model.fit(**model_lib.fit_arguments(data.x_train, data.y_train, data.x_test,
-                                            data.y_test, training, pipeline),
-                  callbacks=[callback])
-    callback.gap(time.perf_counter())  # leaving fit: the training iterator is destroyed
-    train_s = [e["train_s"] for e in state.epochs]
-    return {
-        "variant": variant,
-        "kind": kind,
-        "pipeline": {f.name: getattr(pipeline, f.name) for f in fields(pipeline)}
-        if kind == "worker" else None,
-        "train_size": data.train_size,
-        "epochs": state.epochs,
-        "images_per_s_epochs": [data.train_size / s for s in train_s],
-        "images_per_s_after_warmup": (data.train_size * (len(train_s) - 1) / sum(train_s[1:])
-                                      if len(train_s) > 1 else None),
-        "peak_rss_mb": _peak_rss_mb(),
-        "first_step_s": state.first_step_s,
-        "max_step_gap_s": state.max_step_gap_s,
-        "val_accuracy": state.epochs[-1]["val_accuracy"] if state.epochs else None,
-        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-        "flops_per_image": model_lib.training_flops_per_image(model),
-        "np_version": np.__version__,
-    }
-
-
-def _child_matmul() -> dict[str, Any]:
-    """float32 matrix-multiply throughput with the worker's thread settings."""
-    import tensorflow as tf
-
-    from harness import model as model_lib
-    from harness.worker import effective_cpus
-
-    model_lib.configure_threads(effective_cpus())
-    best: dict[str, float] = {}
-    for n in (512, 1024, 2048):
-        a = tf.random.uniform((n, n), dtype=tf.float32)
-        b = tf.random.uniform((n, n), dtype=tf.float32)
-        reps = max(2, int(4e9 // (2 * n**3)))
-
-        @tf.function
-        def loop(a: tf.Tensor, b: tf.Tensor, reps: int = reps) -> tf.Tensor:
-            acc = tf.zeros((), tf.float32)
-            for _ in tf.range(reps):
-                acc += tf.reduce_sum(tf.matmul(a, b)[0, 0])
-            return acc
-
-        loop(a, b).numpy()  # trace and warm up
-        rates = []
-        for _ in range(5):
-            start = time.perf_counter()
-            loop(a, b).numpy()
-            rates.append(2 * n**3 * reps / (time.perf_counter() - start) / 1e9)
-        best[str(n)] = max(rates)
-    return {"matmul_gflops": max(best.values()), "matmul_gflops_by_size": best,
-            "threads": tf.config.threading.get_intra_op_parallelism_threads()}
-
-
-def child_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.bench child")
-    sub = parser.add_subparsers(dest="what", required=True)
-    train = sub.add_parser("train")
-    train.add_argument("variant")
-    train.add_argument("data_root", type=Path)
-    train.add_argument("--epochs", type=int, default=3)
-    sub.add_parser("matmul")
-    args = parser.parse_args(argv)
-    result = (_child_train(args.variant, args.data_root, args.epochs) if args.what == "train"
-              else _child_matmul())
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
-    return 0
 
 
 # --- the host side (no TensorFlow) ------------------------------------------------------
@@ -256,14 +113,15 @@ def _child_env() -> dict[str, str]:
 
 def _run_child(args: list[str], timeout_s: float, log) -> dict[str, Any]:
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "harness.bench", "child", *args],
+    proc = subprocess.run([sys.executable, "-m", "harness.worker.bench", *args],
                           capture_output=True, text=True, env=_child_env(), cwd=REPO_ROOT,
                           timeout=timeout_s)
     lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if proc.returncode != 0 or not lines:
         raise UserError(f"benchmark child {' '.join(args)} failed (exit {proc.returncode}):\n"
                         + "\n".join(proc.stderr.splitlines()[-15:]),
-                        fix="run the child command above by hand to see the whole error")
+                        fix="run `python -m harness.worker.bench " + " ".join(args)
+                            + "` by hand to see the whole error")
     result = json.loads(lines[-1][len(RESULT_PREFIX):])
     result["process_wall_s"] = time.perf_counter() - start
     log(f"  {args[0]} {args[1] if len(args) > 1 and args[0] == 'train' else ''} "
@@ -344,11 +202,18 @@ def _timed_harness_run(backend: str, scenario: Path, results_dir: Path, data_dir
         raise UserError(f"`harness run --backend {backend}` failed (exit {proc.returncode}):\n"
                         + "\n".join(proc.stderr.splitlines()[-15:]),
                         fix="run it by hand; for docker, check `python -m harness image cpu`")
-    run_dir = results_dir / session / "bench-overhead__cpu__r01"
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    history = json.loads((run_dir / "history.json").read_text())
-    phases = {p["name"]: p["duration_s"] for p in metrics["phases"]}
-    durations = [e["duration_s"] for e in history["epochs"]]
+    from harness.results import load_run
+
+    run = load_run(results_dir / session / "bench-overhead__cpu__r01")
+    if not run.usable or run.metrics is None or run.history is None:
+        raise UserError(f"the overhead run is {run.status.value}: {run.reason}",
+                        source=run.run_dir, fix="read its worker.log")
+    metrics, history = run.metrics, run.history
+    assert metrics.scopes is not None
+    phases = {p.name: p.duration_s for p in metrics.phases}
+    durations = [e.duration_s for e in history.epochs]
+    training_s = metrics.scopes.training.duration_s
+    process_s = metrics.scopes.process.duration_s
     # Overhead is nearly all fixed (start-up, imports, data load, tracker, result files,
     # the report): extrapolate the training, not the overhead, to 10 epochs: the first
     # (warm-up) epoch plus 9 times the mean of the later ones. The final evaluation on
@@ -357,18 +222,18 @@ def _timed_harness_run(backend: str, scenario: Path, results_dir: Path, data_dir
     later = durations[1:] or durations
     training_10 = durations[0] + 9 * statistics.mean(later)
     evaluation = phases.get("evaluation") or 0.0
-    overhead = wall - metrics["training_s"] - evaluation
+    overhead = wall - training_s - evaluation
     return {
         "backend": backend, "epochs": len(durations), "wall_s": wall,
-        "training_s": metrics["training_s"], "overhead_s": overhead,
+        "training_s": training_s, "overhead_s": overhead,
         "overhead_with_evaluation_s": overhead + evaluation,
         "setup_s": phases.get("setup"), "evaluation_s": phases.get("evaluation"),
-        "worker_wall_s": metrics["wall_s"],
-        "outside_worker_s": wall - metrics["wall_s"],
+        "worker_wall_s": process_s,
+        "outside_worker_s": wall - process_s,
         "training_10_epochs_s": training_10,
         "overhead_fraction_10_epochs": overhead / training_10,
-        "images_per_s_after_warmup": metrics["images_per_s_after_warmup"],
-        "max_step_gap_s": metrics["max_step_gap_s"],
+        "images_per_s_after_warmup": metrics.speed.images_per_s_after_warmup,
+        "max_step_gap_s": metrics.speed.max_step_gap_s,
     }
 
 
@@ -467,9 +332,9 @@ def _targets(report: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
 
 
 def _machine() -> dict[str, Any]:
-    from harness.worker import _cpu_model, effective_cpus
+    from harness import hostinfo
 
-    return {"cpu_model": _cpu_model(), "cpus_effective": effective_cpus(),
+    return {"cpu_model": hostinfo.cpu_model(), "cpus_effective": hostinfo.effective_cpus(),
             "host": platform.node(), "platform": platform.platform(),
             "python": platform.python_version(), "load_avg_at_start": os.getloadavg()}
 
@@ -568,8 +433,6 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["child"]:
-        return child_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m harness.bench")
     add_arguments(parser)
     args = parser.parse_args(argv)

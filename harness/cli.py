@@ -10,15 +10,17 @@ import argparse
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from tabulate import tabulate
-
-from harness.backends import Backend, LineSink
 from harness.errors import UserError
-from harness.plan import RunSpec
-from harness.results import RunResult
-from harness.scenario import LoadedScenario
+
+if TYPE_CHECKING:  # the command line imports what a command needs when it runs
+    from rich.console import Console
+
+    from harness.backends import Backend, LineSink
+    from harness.results import LoadedSession
+    from harness.scenario import LoadedScenario
+    from harness.schema import RunSpec
 
 EXIT_USER_ERROR = 2
 EXIT_RUNS_FAILED = 1
@@ -46,6 +48,8 @@ def _plan(files: list[Path], synthetic: bool = False) -> tuple[list[LoadedScenar
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
     from harness.plan import describe
 
     _, runs = _plan(args.files, args.synthetic)
@@ -99,49 +103,63 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, _raise)
 
 
+def _console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     loaded, runs = _plan(args.files, args.synthetic)
     _stop_on_sigterm()
-    console = Console(stderr=True, soft_wrap=True)
+    console = _console()
     from harness import dataset
-    from harness.report import load, runs_table
-    from harness.runner import Runner
+    from harness.report import runs_table
+    from harness.results import load
+    from harness.runner import Runner, check_results_dir, check_session_name
 
+    check_results_dir(args.results_dir)
+    if args.session is not None:
+        check_session_name(args.session)
     backend = _make_backend(args, console)
     runner = Runner(backend, args.results_dir, args.data_dir or dataset.default_data_dir(), console)
     session_dir, records = runner.run(runs, session=args.session,
                                       scenario_files=[str(item.path) for item in loaded],
                                       argv=sys.argv)
-    results, load_warnings = load([session_dir])
-    print(runs_table(results))
+    sessions, load_warnings = load([session_dir])
+    print(runs_table([run for item in sessions for run in item.runs]))
     # The comparison of this session, as `harness report` would write it.
-    _report(results, load_warnings, out=None, baseline=None, fmt="simple")
-    bad = [r for r in records if r.status != "ok"]
+    _report(sessions, load_warnings, out=None, baseline=None, fmt="simple", scope="training")
+    bad = [r for r in records if r.status.value != "ok"]
     skipped = len(runs) - len(records)
     if bad or skipped:
         console.print(f"[red]{len(bad)} run(s) did not succeed[/]"
                       + (f", {skipped} not started" if skipped else "")
                       + f"; details in {session_dir}/*/outcome.json and worker.log")
-        return 130 if any(r.status == "interrupted" for r in records) else EXIT_RUNS_FAILED
+        return 130 if any(r.status.value == "interrupted" for r in records) else EXIT_RUNS_FAILED
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from harness.report import load
+    from harness.report.export import check_out_dir
+    from harness.results import load
 
-    results, load_warnings = load(args.dirs)
-    _report(results, load_warnings, out=args.out, baseline=args.baseline, fmt=args.format)
+    if args.out is not None:
+        check_out_dir(args.out)
+    sessions, load_warnings = load(args.dirs)
+    _report(sessions, load_warnings, out=args.out, baseline=args.baseline, fmt=args.format,
+            scope=args.scope)
     return 0
 
 
-def _report(results: list[RunResult], load_warnings: list[str], *, out: Path | None,
-            baseline: str | None, fmt: str) -> None:
+def _report(sessions: list[LoadedSession], load_warnings: list[str], *, out: Path | None,
+            baseline: str | None, fmt: str, scope: str) -> None:
     """Print the comparison tables and write report.md, CSV, JSON and plots."""
     from harness.report import build_report, default_out_dir, render_text, write_report
 
-    report = build_report(results, baseline=baseline, warnings=load_warnings)
+    report = build_report(sessions, baseline=baseline, warnings=load_warnings, scope=scope)
     print(render_text(report, fmt))
-    out_dir = out or default_out_dir(results)
+    out_dir = out or default_out_dir(sessions)
     written = write_report(report, out_dir)
     print(f"report written to {out_dir}/: " + ", ".join(path.name for path in written),
           flush=True)
@@ -151,6 +169,8 @@ def _report(results: list[RunResult], load_warnings: list[str], *, out: Path | N
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
     from harness import dataset
 
     data_dir = args.data_dir or dataset.default_data_dir()
@@ -175,6 +195,8 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_regions(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
     from harness.regions import carbon_intensity, known_regions, parse_region
 
     if args.regions:
@@ -213,7 +235,7 @@ def _cmd_regions(args: argparse.Namespace) -> int:
 def _cmd_image(args: argparse.Namespace) -> int:
     from harness.backends.docker_backend import DockerBackend
 
-    console = Console(stderr=True, soft_wrap=True)
+    console = _console()
     backend = DockerBackend(base_image=args.base_image,
                             log=_plain(console))
     for flavour in ("cpu", "gpu") if args.flavour == "all" else (args.flavour,):
@@ -225,7 +247,7 @@ def _cmd_image(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from harness.bench import config_from_args, render, run_bench
 
-    console = Console(stderr=True, soft_wrap=True)
+    console = _console()
     report = run_bench(config_from_args(args),
                        log=_plain(console))
     print(render(report))
@@ -280,6 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "with (default: the first CPU hardware of each workload)")
     p.add_argument("--format", default="simple", choices=["simple", "github"],
                    help="terminal table format (report.md is always GitHub Markdown)")
+    p.add_argument("--scope", default="training", choices=["training", "run", "process"],
+                   help="the time and energy every figure and ratio covers: training (fit "
+                   "with its validation; the default), run (what the tracker saw: set-up, "
+                   "training, evaluation) or process (from process start, partly estimated)")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("data", help="get or generate the dataset")

@@ -1,7 +1,7 @@
 """The research model and its input pipeline. Worker side: imports TensorFlow.
 
 The model, loss, optimizer, batch size and epochs are the research workload
-(shared/design.md); pipeline and execution settings (:class:`Pipeline`) may change
+(README, "The workload"); pipeline and execution settings (:class:`Pipeline`) may change
 only speed and memory, never the mathematics. They were chosen by measurement with
 ``python -m harness bench`` (README, "Performance").
 """
@@ -163,14 +163,16 @@ def eval_dataset(x: np.ndarray, y: np.ndarray,
 
 def fit_arguments(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
                   y_test: np.ndarray, training: TrainingSpec,
-                  pipeline: Pipeline = DEFAULT_PIPELINE) -> dict[str, Any]:
+                  pipeline: Pipeline = DEFAULT_PIPELINE, *, seed: int | None = None
+                  ) -> dict[str, Any]:
     """The keyword arguments of ``model.fit`` for the research training (no callbacks).
 
     The worker and the benchmark both train through this, so the benchmark measures
-    the worker's real pipeline.
+    the worker's real pipeline. ``seed`` (default ``training.seed``) seeds the shuffle.
     """
     return {
-        "x": train_dataset(x_train, y_train, training.batch_size, training.seed, pipeline),
+        "x": train_dataset(x_train, y_train, training.batch_size,
+                           training.seed if seed is None else seed, pipeline),
         "validation_data": eval_dataset(x_test, y_test, pipeline),
         "epochs": training.epochs,
         "shuffle": False,  # train_dataset shuffles, per epoch

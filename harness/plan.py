@@ -2,7 +2,8 @@
 
 Run ids are deterministic and file-name safe (``<scenario>__<hardware>__r<repeat>``),
 so the same scenario files always give the same plan and the same directory names.
-The :class:`RunSpec` is what the host writes into ``run.json`` and the worker reads.
+The :class:`~harness.schema.RunSpec` is what the host writes into ``run.json`` and the
+worker reads.
 """
 
 from __future__ import annotations
@@ -10,56 +11,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
-from harness.errors import UserError
-from harness.fileio import read_json, write_json
-from harness.scenario import (
-    DatasetSpec,
-    HardwareSpec,
-    LoadedScenario,
-    TrackerSpec,
-    TrainingSpec,
-)
-
-RUN_FORMAT = "harness.run"
-# Version history of run.json:
-#   1: first version (spec, session, created_at).
-RUN_VERSION = 1
-
-
-class RunSpec(BaseModel):
-    """Everything the worker needs to run one training, and nothing host-specific."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    run_id: str
-    scenario: str
-    scenario_file: str
-    description: str
-    hardware: HardwareSpec
-    repeat: int
-    """1-based repeat index."""
-    repeats: int
-    home_region: str
-    """Region label the tracker runs with (see harness.regions)."""
-    regions: list[str]
-    """Every region the report prices the energy in, home first."""
-    dataset: DatasetSpec
-    training: TrainingSpec
-    tracker: TrackerSpec
-    timeout_s: float
-
-    @property
-    def group(self) -> str:
-        """Runs that differ only in their repeat index share a group key."""
-        return f"{self.scenario}__{self.hardware.name}"
+from harness.fileio import read_model, write_model
+from harness.identity import code_identity
+from harness.scenario import DatasetSpec, LoadedScenario, Scenario
+from harness.schema import UPGRADE_HINT, BudgetSpec, RunFile, RunSpec
 
 
 def run_id(scenario: str, hardware: str, repeat: int, repeats: int) -> str:
     """Deterministic, file-name-safe id; repeat numbers are zero-padded so ids sort."""
     width = max(2, len(str(repeats)))
     return f"{scenario}__{hardware}__r{repeat:0{width}d}"
+
+
+def _run_budget(scenario: Scenario) -> BudgetSpec | None:
+    budget = scenario.budget
+    if budget is None or budget.run is None:
+        return None
+    return BudgetSpec(limit=budget.run.limit, unit=budget.run.unit, on_exceed=budget.on_exceed)
 
 
 def expand(loaded: list[LoadedScenario], dataset: DatasetSpec | None = None) -> list[RunSpec]:
@@ -90,6 +58,10 @@ def expand(loaded: list[LoadedScenario], dataset: DatasetSpec | None = None) -> 
                         training=scenario.training,
                         tracker=scenario.tracker,
                         timeout_s=scenario.timeout_s,
+                        seed=scenario.training.seed_for(repeat),
+                        budget=_run_budget(scenario),
+                        forecast_after_epoch=scenario.forecast_after_epoch,
+                        target_accuracy=scenario.target_accuracy,
                     )
                 )
     return runs
@@ -109,6 +81,7 @@ def describe(run: RunSpec) -> dict[str, Any]:
         limits.append(f"gpus={hw.gpu_ids if hw.gpu_ids is not None else hw.gpu_count}")
     train, test = run.dataset.sizes
     deviations = run.training.deviations()
+    budget = f"{run.budget.limit:g} {run.budget.unit}" if run.budget else "-"
     return {
         "run": run.run_id,
         "device": hw.device,
@@ -116,28 +89,26 @@ def describe(run: RunSpec) -> dict[str, Any]:
         "dataset": f"{run.dataset.kind} {train}/{test}",
         "epochs": run.training.epochs,
         "batch": run.training.batch_size,
+        "seed": run.seed,
         "deviations": ", ".join(f"{k}={v}" for k, v in deviations.items()) or "-",
+        "budget": budget,
         "home": run.home_region,
         "regions": len(run.regions),
     }
 
 
-def write_run_file(run_dir: Path, run: RunSpec, session: str, created_at: str) -> None:
+def write_run_file(run_dir: Path, run: RunSpec, *, session: str, session_id: str,
+                   created_at: str, backend: str) -> None:
     """Write ``run.json``, the host's half of the host/worker contract."""
-    write_json(
-        run_dir / "run.json",
-        RUN_FORMAT,
-        RUN_VERSION,
-        {"session": session, "created_at": created_at, "spec": run.model_dump(mode="json")},
-    )
+    write_model(run_dir / "run.json", RunFile(session=session, session_id=session_id,
+                                              created_at=created_at, backend=backend,
+                                              code=code_identity(), spec=run))
 
 
-def read_run_file(run_dir: Path) -> tuple[RunSpec, dict[str, Any]]:
-    """Read ``run.json``: the spec and the envelope (session, created_at)."""
-    document = read_json(run_dir / "run.json", RUN_FORMAT, (RUN_VERSION,))
-    try:
-        spec = RunSpec.model_validate(document["spec"])
-    except Exception as exc:
-        raise UserError(f"the run spec does not match this harness ({exc})",
-                        source=run_dir / "run.json", key="spec") from None
-    return spec, document
+def read_run_file(run_dir: Path) -> RunFile:
+    """Read and check ``run.json``.
+
+    Raises:
+        FileProblem: missing, damaged, of another format or version.
+    """
+    return read_model(run_dir / "run.json", RunFile, upgrade_hint=UPGRADE_HINT)

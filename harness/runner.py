@@ -3,14 +3,20 @@
 A failed run is data: it is recorded with its exit code and last log lines, and
 the next run goes on. Ctrl-C stops the running worker (which writes what it has),
 records the run as interrupted and leaves a session directory the report can read.
+
+Progress: on a terminal, a live bar per run; otherwise (a log file, CI) one plain line
+per run event and per epoch, so a redirected ``make bench-cpu`` shows where it is.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import platform
+import re
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,24 +24,28 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness import dataset
 from harness.backends import Backend, Job, Outcome
 from harness.errors import UserError
-from harness.fileio import read_json
-from harness.plan import RunSpec, write_run_file
-from harness.results import (
-    METRICS_FORMAT,
-    METRICS_VERSIONS,
-    create_session_dir,
-    now_iso,
-    write_outcome,
-    write_session,
+from harness.fileio import FileProblem, disk_error, ensure_writable_dir, read_model
+from harness.identity import code_identity
+from harness.plan import write_run_file
+from harness.results import now_iso, write_outcome, write_session
+from harness.schema import (
+    PROGRESS_PREFIX,
+    UPGRADE_HINT,
+    HostRecord,
+    Metrics,
+    RunSpec,
+    RunStatus,
+    Session,
 )
-from harness.worker import PROGRESS_PREFIX, dataset_root
+from harness.schema import Outcome as OutcomeRecord
 
 LOG_TAIL_LINES = 20
+#: A session name is one path component of these characters (no slash, no dot-dot).
+SESSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 @dataclass
@@ -43,63 +53,195 @@ class RunRecord:
     """The runner's summary of one finished run."""
 
     run_id: str
-    status: str
+    status: RunStatus
     duration_s: float
     reason: str | None
 
 
 def default_session_name(runs: list[RunSpec]) -> str:
-    """``YYYYmmdd-HHMMSS-<scenarios>``: sortable, unique per second, file-name safe."""
+    """``YYYYmmdd-HHMMSS-<scenarios>-<4 hex>``: sortable, file-name safe, and unique even
+    for two sessions started in the same second."""
     scenarios = "-".join(dict.fromkeys(run.scenario for run in runs))[:60]
-    return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{scenarios}"
+    return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{scenarios}-{uuid.uuid4().hex[:4]}"
+
+
+def check_session_name(name: str) -> None:
+    """Refuse a session name that is not one safe path component."""
+    if not SESSION_NAME.match(name) or name in (".", ".."):
+        raise UserError(f"{name[:80]!r} is not a session name", key="--session",
+                        fix="use up to 100 letters, digits, dots, hyphens and underscores, "
+                            "starting with a letter or digit (no slashes)")
+
+
+def check_results_dir(results_dir: Path) -> None:
+    """The results directory exists (or can be made) and is a writable directory."""
+    ensure_writable_dir(results_dir, "--results-dir")
+
+
+def create_session_dir(results_dir: Path, session: str | None, runs: list[RunSpec]) -> Path:
+    """Create ``results_dir/<session>``; an existing session is never reused."""
+    check_results_dir(results_dir)
+    if session is not None:
+        check_session_name(session)
+    name = session or default_session_name(runs)
+    path = results_dir / name
+    try:
+        path.mkdir(exist_ok=False)
+    except FileExistsError:
+        if session is None:  # a generated name collided: take another
+            return create_session_dir(results_dir, None, runs)
+        raise UserError(f"session {session!r} already exists", source=path,
+                        fix="choose another --session name; results are never overwritten"
+                        ) from None
+    except OSError as exc:
+        raise disk_error(exc, path) from None
+    return path
 
 
 def prepare_data(runs: list[RunSpec], data_dir: Path, console: Console) -> None:
     """Make sure every dataset the plan needs is on disk before the first run starts."""
     for spec in {run.dataset for run in runs}:
-        root = dataset_root(spec, data_dir)
-        batches = root / dataset.BATCHES_DIRNAME
-        names = (*dataset.TRAIN_FILES, dataset.TEST_FILE, dataset.META_FILE)
-        ready = all((batches / name).is_file() for name in names)
+        root = spec.root(data_dir)
         if spec.kind == "synthetic":
             train, test = spec.sizes
-            if not ready:
-                console.print(f"generating synthetic data ({train} train / {test} test) in {root}")
-                dataset.ensure_synthetic(data_dir, train, test, spec.seed)
-            # A complete set is not re-read here (0.4 s for CIFAR-10's size, on every
-            # run's start-up): the worker's loader validates every batch, and a damaged
-            # one fails the run naming the file and `data synth`.
-        else:
-            if not ready:
-                raise UserError(
-                    f"CIFAR-10 is not in {root}", key="dataset",
-                    fix="run `python -m harness data fetch`, or download "
-                        f"{dataset.CIFAR10_URL} elsewhere and run "
-                        "`python -m harness data import PATH/cifar-10-python.tar.gz`",
-                )
+            if not _present(root):
+                console.print(f"generating synthetic data ({spec.describe()}) in {root}")
+                dataset.ensure_synthetic(data_dir, train, test, spec.seed,
+                                         difficulty=spec.difficulty)
+            # A complete set is not re-read here: the worker's loader checks every batch,
+            # and a damaged one fails the run naming the file and the command that repairs it.
+        elif not _present(root):
+            if spec.kind == "custom":
+                raise UserError(f"the data set {spec.name!r} is not in {root}", key="dataset.name",
+                                fix=f"import it: `python -m harness data import --name {spec.name} "
+                                    "ARCHIVE`")
+            raise UserError(
+                f"CIFAR-10 is not in {root}", key="dataset",
+                fix="run `python -m harness data fetch`, or download "
+                    f"{dataset.CIFAR10_URL} elsewhere and run "
+                    "`python -m harness data import PATH/cifar-10-python.tar.gz`",
+            )
 
 
-def classify(outcome: Outcome, run_dir: Path, log_tail: list[str]) -> tuple[str, str | None]:
-    """Decide a run's status from how the process ended and what it wrote."""
+def _present(root: Path) -> bool:
+    """Whether every file of a data set is there (cheap: the worker's loader checks them)."""
+    batches = root / dataset.BATCHES_DIRNAME
+    names = (*dataset.TRAIN_FILES, dataset.TEST_FILE, dataset.META_FILE)
+    return all((batches / name).is_file() for name in names)
+
+
+def _worker_metrics(run_dir: Path) -> Metrics | None:
     try:
-        metrics = read_json(run_dir / "metrics.json", METRICS_FORMAT, METRICS_VERSIONS)
-    except UserError:
-        metrics = None
-    worker_status = metrics.get("status") if metrics else None
+        return read_model(run_dir / "metrics.json", Metrics, upgrade_hint=UPGRADE_HINT)
+    except FileProblem:
+        return None
+
+
+def classify(outcome: Outcome, metrics: Metrics | None,
+             log_tail: list[str]) -> tuple[RunStatus, str | None]:
+    """Decide a run's status from how the process ended and what the worker wrote."""
+    worker = metrics.status if metrics else None
     if outcome.interrupted:
-        return "interrupted", "stopped by the user (Ctrl-C)"
+        return RunStatus.INTERRUPTED, outcome.reason or "stopped by the user (Ctrl-C)"
     if outcome.timed_out:
-        return "timeout", "exceeded the scenario's timeout_s; stopped"
+        return RunStatus.TIMEOUT, "exceeded the scenario's timeout_s; stopped"
     if outcome.oom_killed:
-        return "failed", "killed by the out-of-memory killer (raise hardware.memory)"
-    if outcome.exit_code == 0 and worker_status == "complete":
-        return "ok", None
-    if worker_status == "partial":
-        return "partial", (metrics or {}).get("error") or "worker stopped early"
-    reason = (metrics or {}).get("error") or (log_tail[-1] if log_tail else "no output")
+        return RunStatus.FAILED, "killed by the out-of-memory killer (raise hardware.memory)"
+    if outcome.exit_code == 0 and worker is RunStatus.OK:
+        return RunStatus.OK, None
+    if worker in (RunStatus.PARTIAL, RunStatus.OVER_BUDGET):
+        return worker, (metrics.error if metrics else None) or "worker stopped early"
+    reason = (metrics.error if metrics else None) or outcome.reason or (
+        log_tail[-1] if log_tail else "no output")
     if outcome.exit_code is None:
-        return "failed", reason
-    return "failed", f"exit code {outcome.exit_code}: {reason}"
+        return RunStatus.FAILED, reason
+    return RunStatus.FAILED, f"exit code {outcome.exit_code}: {reason}"
+
+
+class Display:
+    """Progress for people: a live bar on a terminal, plain lines elsewhere."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.live = console.is_terminal
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Display:
+        if self.live:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                      TextColumn("{task.fields[state]}"), TimeElapsedColumn(),
+                                      console=self.console, transient=False)
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def line(self, text: str) -> None:
+        """A line that stays (run results, warnings)."""
+        (self._progress.console if self._progress else self.console).print(
+            text, markup=False, highlight=False)
+
+    def run_started(self, index: int, total: int, spec: RunSpec) -> None:
+        if self._progress is not None:
+            self._task = self._progress.add_task(f"run {index}/{total} {spec.run_id}",
+                                                 total=spec.training.epochs, state="starting")
+        else:
+            self.line(f"run {index}/{total} {spec.run_id}: started "
+                      f"({spec.training.epochs} epochs, {spec.hardware.name})")
+
+    def event(self, spec: RunSpec, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        text = _event_text(event)
+        if text is None:
+            return
+        if self._progress is not None and self._task is not None:
+            if kind == "epoch":
+                self._progress.update(self._task, completed=event.get("epoch", 0), state=text)
+            else:
+                self._progress.update(self._task, state=text)
+            if kind in ("forecast", "budget"):
+                self.line(f"  {spec.run_id}: {text}")
+        else:
+            self.line(f"  {spec.run_id}: {text}")
+
+    def run_finished(self, record: RunRecord) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, state=record.status.value)
+        detail = f" ({record.reason})" if record.reason else ""
+        self.line(f"{record.status.value} {record.run_id} in {record.duration_s:.1f} s{detail}")
+
+
+def _event_text(event: dict[str, Any]) -> str | None:
+    """One line of text for a worker progress event (None: not shown)."""
+    kind = event.get("event")
+    if kind == "setup":
+        note = "" if event.get("verified", True) else " [unverified]"
+        return f"training on {event.get('dataset')}{note}, {event.get('train_size')} images"
+    if kind == "epoch":
+        energy = event.get("energy_kwh")
+        forecast = event.get("forecast_co2_kg")
+        parts = [f"epoch {event.get('epoch')}/{event.get('epochs')}",
+                 f"val_acc {float(event.get('val_accuracy') or 0):.3f}"]
+        if energy is not None:
+            parts.append(f"training energy so far {float(energy):.3g} kWh")
+        if forecast is not None:
+            parts.append(f"forecast {float(forecast):.3g} kg CO2")
+        return ", ".join(parts)
+    if kind == "forecast":
+        return (f"forecast after epoch {event.get('after_epoch')}: "
+                f"{float(event.get('duration_s') or 0):.0f} s, "
+                f"{float(event.get('energy_kwh') or 0):.3g} kWh, "
+                f"{float(event.get('co2_kg') or 0):.3g} kg CO2 (home region)")
+    if kind == "budget":
+        action = "stopping" if event.get("action") == "stopped" else "warning only"
+        return (f"over budget: forecast {float(event.get('forecast') or 0):.3g} > "
+                f"{float(event.get('limit') or 0):.3g} {event.get('unit')}; {action}")
+    return None
 
 
 class Runner:
@@ -115,53 +257,65 @@ class Runner:
     def run(self, runs: list[RunSpec], *, session: str | None, scenario_files: list[str],
             argv: list[str]) -> tuple[Path, list[RunRecord]]:
         """Run every planned run; returns the session directory and one record per run."""
+        check_results_dir(self.results_dir)
+        if session is not None:
+            check_session_name(session)
         for warning in self.backend.preflight(runs):
             self.console.print(f"[yellow]warning:[/] {warning}")
         prepare_data(runs, self.data_dir, self.console)
-        session_dir = create_session_dir(self.results_dir, session or default_session_name(runs))
-        write_session(session_dir, plan=runs, scenario_files=scenario_files,
-                      backend=self.backend.describe(), argv=argv)
+        session_dir = create_session_dir(self.results_dir, session, runs)
+        record = Session(
+            session=session_dir.name, session_id=uuid.uuid4().hex, created_at=now_iso(),
+            code=code_identity(),
+            host=HostRecord(hostname=platform.node(), platform=platform.platform(),
+                            python=platform.python_version()),
+            backend=self.backend.describe(), argv=argv, scenario_files=scenario_files,
+            runs=[run.run_id for run in runs])
+        write_session(session_dir, record)
         self.console.print(f"session: {session_dir}")
         records: list[RunRecord] = []
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[epoch]}"),
-                      TimeElapsedColumn(), console=self.console, transient=False) as progress:
+        with Display(self.console) as display:
             for index, spec in enumerate(runs, start=1):
-                task = progress.add_task(f"run {index}/{len(runs)} {spec.run_id}",
-                                         total=spec.training.epochs, epoch="starting")
-                record = self._run_one(spec, session_dir, progress, task)
-                records.append(record)
-                progress.update(task, epoch=record.status)
-                colour = "green" if record.status == "ok" else "red"
-                detail = f" ({record.reason})" if record.reason else ""
-                progress.console.print(f"[{colour}]{record.status}[/] {spec.run_id} "
-                                       f"in {record.duration_s:.1f} s{detail}")
-                if record.status == "interrupted":
+                display.run_started(index, len(runs), spec)
+                result = self._run_one(spec, session_dir, record, display)
+                records.append(result)
+                display.run_finished(result)
+                if result.status is RunStatus.INTERRUPTED:
                     break
         return session_dir, records
 
-    def _run_one(self, spec: RunSpec, session_dir: Path, progress: Progress,
-                 task: Any) -> RunRecord:
+    def _run_one(self, spec: RunSpec, session_dir: Path, session: Session,
+                 display: Display) -> RunRecord:
         run_dir = session_dir / spec.run_id
-        run_dir.mkdir()
-        write_run_file(run_dir, spec, session_dir.name, now_iso())
+        try:
+            run_dir.mkdir()
+        except OSError as exc:
+            raise disk_error(exc, run_dir) from None
+        write_run_file(run_dir, spec, session=session.session, session_id=session.session_id,
+                       created_at=now_iso(), backend=self.backend.name)
         tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
         log_lock = threading.Lock()
         with (run_dir / "worker.log").open("a", buffering=1) as log:
 
             def on_line(line: str) -> None:
                 if line.startswith(PROGRESS_PREFIX):
-                    _show_progress(line, progress, task)
+                    with contextlib.suppress(ValueError):
+                        event = json.loads(line[len(PROGRESS_PREFIX):])
+                        if isinstance(event, dict):
+                            display.event(spec, event)
                     return
                 with log_lock:
-                    log.write(line + "\n")
+                    with contextlib.suppress(OSError):
+                        log.write(line + "\n")
                     tail.append(line)
 
-            job = Job(run=spec, run_dir=run_dir, data_dir=self.data_dir, session=session_dir.name)
+            job = Job(run=spec, run_dir=run_dir, data_dir=self.data_dir,
+                      session=session.session, session_id=session.session_id)
             start = time.perf_counter()
             try:
                 outcome = self.backend.execute(job, on_line)
             except KeyboardInterrupt:
-                self.console.print("[yellow]interrupted: stopping the running worker...[/]")
+                display.line("interrupted: stopping the running worker...")
                 self.backend.stop_all()
                 outcome = Outcome(exit_code=None, duration_s=time.perf_counter() - start,
                                   interrupted=True, provenance={"backend": self.backend.name})
@@ -173,24 +327,14 @@ class Runner:
                     self.backend.stop_all()
                 line = f"backend error: {type(exc).__name__}: {exc}"
                 tail.append(line)
-                log.write(line + "\n")
+                with contextlib.suppress(OSError):
+                    log.write(line + "\n")
                 outcome = Outcome(exit_code=None, duration_s=time.perf_counter() - start,
-                                  provenance={"backend": self.backend.name, "error": line})
-        status, reason = classify(outcome, run_dir, list(tail))
-        write_outcome(run_dir, status=status, exit_code=outcome.exit_code,  # type: ignore[arg-type]
-                      duration_s=outcome.duration_s, reason=reason, log_tail=list(tail),
-                      provenance=outcome.provenance)
+                                  reason=line, provenance={"backend": self.backend.name,
+                                                           "error": line})
+        status, reason = classify(outcome, _worker_metrics(run_dir), list(tail))
+        write_outcome(run_dir, OutcomeRecord(
+            run_id=spec.run_id, status=status, exit_code=outcome.exit_code,
+            duration_s=outcome.duration_s, reason=reason, log_tail=list(tail),
+            backend=self.backend.name, provenance=outcome.provenance, finished_at=now_iso()))
         return RunRecord(spec.run_id, status, outcome.duration_s, reason)
-
-
-def _show_progress(line: str, progress: Progress, task: Any) -> None:
-    try:
-        event = json.loads(line[len(PROGRESS_PREFIX):])
-    except json.JSONDecodeError:
-        return
-    if event.get("event") == "epoch":
-        progress.update(task, completed=event["epoch"],
-                        epoch=f"epoch {event['epoch']}/{event['epochs']} "
-                              f"val_acc {event.get('val_accuracy', 0):.3f}")
-    elif event.get("event") == "setup":
-        progress.update(task, epoch=f"training on {event.get('dataset')}")

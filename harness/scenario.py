@@ -124,13 +124,21 @@ def parse_memory_bytes(text: str) -> int:
 class DatasetSpec(_Strict):
     """Which data the run trains on. Synthetic data is labelled as such in every result."""
 
-    kind: Literal["cifar10", "synthetic"]
+    kind: Literal["cifar10", "synthetic", "custom"]
+    """cifar10: the official data set (``data fetch`` / ``data import``); synthetic:
+    generated in CIFAR-10's format; custom: a CIFAR-format archive imported under its
+    own name (``data import --name NAME``), labelled with that name everywhere."""
     train_size: int | None = Field(default=None, ge=100, le=1_000_000)
     """Synthetic only: number of training images (default 50,000, CIFAR-10's)."""
     test_size: int | None = Field(default=None, ge=100, le=1_000_000)
     """Synthetic only: number of test images (default 10,000, CIFAR-10's)."""
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
     """Synthetic only: generator seed."""
+    difficulty: Literal["easy", "cifar-like"] = "easy"
+    """Synthetic only: ``easy`` is learnt to ~99% in one epoch (a smoke test);
+    ``cifar-like`` gives the research CNN a CIFAR-10-like curve (README, "Data")."""
+    name: Name | None = None
+    """Custom only: the name the archive was imported under."""
 
     @model_validator(mode="before")
     @classmethod
@@ -139,18 +147,42 @@ class DatasetSpec(_Strict):
         return {"kind": value} if isinstance(value, str) else value
 
     @model_validator(mode="after")
-    def _sizes_only_for_synthetic(self) -> DatasetSpec:
-        if self.kind == "cifar10" and (self.train_size or self.test_size or self.seed):
+    def _options_match_kind(self) -> DatasetSpec:
+        synthetic_only = self.train_size or self.test_size or self.seed or self.difficulty != "easy"
+        if self.kind != "synthetic" and synthetic_only:
             raise ValueError(
-                "train_size, test_size and seed are for kind: synthetic (CIFAR-10 is always "
-                f"50,000 train / 10,000 test images){_FIX}remove them or set kind: synthetic"
+                "train_size, test_size, seed and difficulty are for kind: synthetic (a data "
+                f"set on disk has the sizes it has){_FIX}remove them or set kind: synthetic"
             )
+        if self.kind == "custom" and self.name is None:
+            raise ValueError(f"kind: custom needs the name it was imported under{_FIX}add "
+                             "name: (see `python -m harness data status`)")
+        if self.kind != "custom" and self.name is not None:
+            raise ValueError(f"name is for kind: custom{_FIX}remove it or set kind: custom")
         return self
 
     @property
     def sizes(self) -> tuple[int, int]:
-        """(train, test) image counts."""
+        """(train, test) image counts (nominal: CIFAR-10's unless synthetic sizes are set)."""
         return (self.train_size or 50_000, self.test_size or 10_000)
+
+    def describe(self) -> str:
+        """Short text for the plan."""
+        if self.kind == "synthetic":
+            train, test = self.sizes
+            return f"synthetic {self.difficulty} {train}/{test}"
+        return f"custom {self.name}" if self.kind == "custom" else "cifar10"
+
+    def root(self, data_dir: Path) -> Path:
+        """The directory holding this data set (it contains ``cifar-10-batches-py/``)."""
+        from harness import dataset
+
+        if self.kind == "cifar10":
+            return dataset.cifar10_root(data_dir)
+        if self.kind == "custom":
+            return dataset.custom_root(data_dir, str(self.name))
+        train, test = self.sizes
+        return dataset.synthetic_root(data_dir, train, test, self.seed, self.difficulty)
 
 
 class TrainingSpec(_Strict):
@@ -159,7 +191,11 @@ class TrainingSpec(_Strict):
     epochs: int = Field(default=10, ge=1, le=1000)
     batch_size: int = Field(default=64, ge=1, le=65536)
     learning_rate: Number = Field(default=0.001, gt=0, le=1)
-    seed: int = Field(default=42, ge=0)
+    seed: int = Field(default=42, ge=0, le=2**31 - 1)
+    """Training seed of the first repeat (TensorFlow, NumPy and Python accept 0..2**31-1)."""
+    seed_policy: Literal["per_repeat", "fixed"] = "per_repeat"
+    """per_repeat: repeat k trains with seed + k - 1, so repeats show robustness, not
+    determinism; fixed: every repeat uses ``seed``."""
     mixed_precision: bool = False
     """Deviation: float16 compute (mixed_float16 policy). Changes the numbers."""
     xla: bool = False
@@ -173,8 +209,15 @@ class TrainingSpec(_Strict):
         return {
             name: getattr(self, name)
             for name in type(self).model_fields
-            if name != "seed" and getattr(self, name) != getattr(reference, name)
+            if name not in ("seed", "seed_policy")
+            and getattr(self, name) != getattr(reference, name)
         }
+
+    def seed_for(self, repeat: int) -> int:
+        """The training seed of 1-based ``repeat`` under :attr:`seed_policy`."""
+        if self.seed_policy == "fixed":
+            return self.seed
+        return (self.seed + repeat - 1) % 2**31
 
 
 class TrackerSpec(_Strict):
@@ -186,6 +229,39 @@ class TrackerSpec(_Strict):
     """Power usage effectiveness of the data centre (1.0: count the machine only)."""
     rapl: bool = False
     """Container backends: mount the host's RAPL counters read-only so CPU energy is measured."""
+
+
+class BudgetLimit(_Strict):
+    """A carbon budget: kg CO2eq (priced in the home region) or kWh; exactly one."""
+
+    kg: Number | None = Field(default=None, gt=0, le=1e6)
+    kwh: Number | None = Field(default=None, gt=0, le=1e9)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> BudgetLimit:
+        if (self.kg is None) == (self.kwh is None):
+            raise ValueError(f"give exactly one of kg and kwh{_FIX}write e.g. {{kg: 0.01}} "
+                             "or {kwh: 0.05}")
+        return self
+
+    @property
+    def unit(self) -> Literal["kg", "kwh"]:
+        return "kg" if self.kg is not None else "kwh"
+
+    @property
+    def limit(self) -> float:
+        return float(self.kg if self.kg is not None else self.kwh)  # type: ignore[arg-type]
+
+
+class BudgetSettings(_Strict):
+    """Carbon budgets, checked against the worker's forecast after the forecasting epoch."""
+
+    run: BudgetLimit | None = None
+    """Each run: when its forecast exceeds this, it stops (or warns)."""
+    session: BudgetLimit | None = None
+    """All runs of this scenario in one session: no run starts when what was spent plus
+    its forecast would exceed it, and a running one is held to what is left."""
+    on_exceed: Literal["stop", "warn"] = "stop"
 
 
 class RegionsSpec(_Strict):
@@ -229,6 +305,11 @@ class Scenario(_Strict):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     tracker: TrackerSpec = Field(default_factory=TrackerSpec)
     repeats: int = Field(default=1, ge=1, le=100)
+    budget: BudgetSettings | None = None
+    target_accuracy: Number | None = Field(default=None, gt=0, le=1)
+    """Record the time and energy until validation accuracy first reaches this."""
+    forecast_after_epoch: int = Field(default=1, ge=1, le=1000)
+    """The worker forecasts the run's time, energy and CO2 after this many epochs."""
     timeout_s: Number = Field(default=3600.0, gt=0, le=7 * 24 * 3600)
     """Wall-clock limit of one run, seconds; the run is stopped and recorded as timed out."""
 

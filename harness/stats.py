@@ -1,20 +1,39 @@
-"""Statistics over repeats: mean, 95% confidence interval (Student's t), spread.
+"""Statistics over repeats: means with intervals, and ratios with intervals.
 
-Repeats of one training are few (often 1 to 5), so the interval uses Student's t with
-n - 1 degrees of freedom, not the normal approximation, and a single run gets no
+Repeats of one training are few (often 2 to 5), so every interval uses Student's t with
+the right degrees of freedom, never the normal approximation, and a single run gets no
 interval at all rather than a misleading zero-width one.
+
+Ratios (speed-up, energy and CO2 of a hardware against its baseline) are computed on
+the logarithms of the per-run values: times and energies are positive and their noise
+is multiplicative (a slower run is slower by a factor), so the log of a ratio is a
+difference of means, and Welch's t interval on that difference (unequal variances,
+Welch-Satterthwaite degrees of freedom) transformed back with exp is an interval for
+the ratio of geometric means. A ratio is *distinguishable* from 1 only when its 95%
+interval excludes 1; with fewer than two runs on either side it has no interval and is
+not distinguishable. Differences (accuracy in percentage points) use Welch's interval
+directly.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 CONFIDENCE = 0.95
 #: Coefficient of variation above which a figure is flagged as too noisy to trust.
 CV_LIMIT = 0.10
+#: The most repeats :func:`repeats_needed` will suggest before saying "more than".
+MAX_REPEATS = 1000
+
+
+def _t(df: float) -> float:
+    """The two-sided 95% quantile of Student's t with ``df`` degrees of freedom."""
+    from scipy import stats as scipy_stats  # heavy: only when there is an interval to draw
+
+    return float(scipy_stats.t.ppf((1 + CONFIDENCE) / 2, df=df))
 
 
 @dataclass(frozen=True)
@@ -42,17 +61,26 @@ class Stat:
         """True when the spread over repeats exceeds :data:`CV_LIMIT`."""
         return self.cv is not None and self.cv > CV_LIMIT
 
+    @property
+    def low(self) -> float | None:
+        return None if self.ci95 is None else self.mean - self.ci95
+
+    @property
+    def high(self) -> float | None:
+        return None if self.ci95 is None else self.mean + self.ci95
+
     def as_dict(self) -> dict[str, object]:
         """Plain data for summary.json."""
-        return {"mean": self.mean, "ci95": self.ci95, "n": self.n, "cv": self.cv,
-                "values": list(self.values)}
+        return {"mean": self.mean, "ci95": self.ci95, "low": self.low, "high": self.high,
+                "n": self.n, "cv": self.cv, "values": list(self.values)}
 
 
 def summarize(values: Iterable[float | None]) -> Stat | None:
     """Mean, 95% CI and CV of ``values``; None when there is no finite value.
 
-    Missing or non-finite values (a run that never evaluated) are dropped rather than
-    poisoning the mean; callers only pass figures of usable runs.
+    Missing or non-finite values are dropped rather than poisoning the mean; callers only
+    pass figures of checked, usable runs, so a drop is a figure that does not exist for
+    that run (an accuracy never reached), not a damaged one.
     """
     finite = tuple(float(v) for v in values if v is not None and math.isfinite(float(v)))
     if not finite:
@@ -61,19 +89,129 @@ def summarize(values: Iterable[float | None]) -> Stat | None:
     mean = statistics.fmean(finite)
     if n < 2:
         return Stat(mean=mean, ci95=None, n=n, cv=None, values=finite)
-    from scipy import stats as scipy_stats  # heavy: only when there is an interval to draw
-
     sd = statistics.stdev(finite)
-    t = float(scipy_stats.t.ppf((1 + CONFIDENCE) / 2, df=n - 1))
     cv = sd / abs(mean) if mean != 0 else None
-    return Stat(mean=mean, ci95=t * sd / math.sqrt(n), n=n, cv=cv, values=finite)
+    return Stat(mean=mean, ci95=_t(n - 1) * sd / math.sqrt(n), n=n, cv=cv, values=finite)
 
 
-def ratio(numerator: Stat | None, denominator: Stat | None) -> float | None:
-    """Ratio of two means, or None when either is missing or the denominator is zero."""
-    if numerator is None or denominator is None or denominator.mean == 0:
+@dataclass(frozen=True)
+class Comparison:
+    """A ratio (or a difference) of two groups' figures with its 95% interval.
+
+    Attributes:
+        estimate: the ratio of geometric means (``kind`` "ratio") or the difference of
+            means ("difference").
+        low, high: the 95% interval; None without one (n < 2 on a side).
+        n: (runs of the numerator, runs of the denominator).
+        kind: "ratio" or "difference".
+        repeats_needed: repeats per side that would make an effect of the observed size
+            distinguishable at the observed spread (None when it already is, when there is
+            no spread to go on, or when there is no effect at all).
+    """
+
+    estimate: float
+    low: float | None
+    high: float | None
+    n: tuple[int, int]
+    kind: str
+    repeats_needed: int | None = None
+
+    @property
+    def neutral(self) -> float:
+        """The value meaning "no difference": 1 for a ratio, 0 for a difference."""
+        return 1.0 if self.kind == "ratio" else 0.0
+
+    @property
+    def distinguishable(self) -> bool:
+        """True when the 95% interval excludes :attr:`neutral`."""
+        if self.low is None or self.high is None:
+            return False
+        return not (self.low <= self.neutral <= self.high)
+
+    def inverted(self) -> Comparison:
+        """1 / the ratio (a speed-up from a time ratio), interval inverted."""
+        assert self.kind == "ratio"
+        return Comparison(
+            estimate=1 / self.estimate,
+            low=None if self.high is None else 1 / self.high,
+            high=None if self.low is None else 1 / self.low,
+            n=self.n, kind="ratio", repeats_needed=self.repeats_needed)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"estimate": self.estimate, "low": self.low, "high": self.high,
+                "n": list(self.n), "kind": self.kind,
+                "distinguishable": self.distinguishable, "repeats_needed": self.repeats_needed}
+
+
+def _welch(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float] | None:
+    """(difference of means, its standard error, Welch's degrees of freedom), or None
+    with fewer than two values on a side."""
+    if len(a) < 2 or len(b) < 2:
         return None
-    return numerator.mean / denominator.mean
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    diff = statistics.fmean(a) - statistics.fmean(b)
+    se2 = va + vb
+    if se2 == 0:
+        return diff, 0.0, float(len(a) + len(b) - 2)
+    df = se2 ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return diff, math.sqrt(se2), df
+
+
+def repeats_needed(effect: float, sd_a: float, sd_b: float) -> int | None:
+    """Repeats per side for an effect of size ``effect`` (on the analysed scale) to be
+    distinguishable with per-run standard deviations ``sd_a`` and ``sd_b``.
+
+    The smallest n with t(2n - 2) x sqrt((sd_a^2 + sd_b^2) / n) < |effect|; None without
+    an effect or without spread, MAX_REPEATS + 1 when even that many would not do.
+    """
+    spread = sd_a ** 2 + sd_b ** 2
+    if effect == 0 or spread == 0:
+        return None
+    for n in range(2, MAX_REPEATS + 1):
+        if _t(2 * n - 2) * math.sqrt(spread / n) < abs(effect):
+            return n
+    return MAX_REPEATS + 1
+
+
+def _compare(a: Sequence[float], b: Sequence[float], kind: str) -> Comparison:
+    estimate = statistics.fmean(a) - statistics.fmean(b)
+    welch = _welch(a, b)
+    if welch is None:
+        return Comparison(estimate=estimate, low=None, high=None, n=(len(a), len(b)), kind=kind)
+    diff, se, df = welch
+    half = _t(df) * se
+    result = Comparison(estimate=diff, low=diff - half, high=diff + half, n=(len(a), len(b)),
+                        kind=kind)
+    if not result.distinguishable:
+        needed = repeats_needed(diff, statistics.stdev(a), statistics.stdev(b))
+        result = Comparison(estimate=diff, low=diff - half, high=diff + half,
+                            n=(len(a), len(b)), kind=kind, repeats_needed=needed)
+    return result
+
+
+def ratio(numerator: Iterable[float], denominator: Iterable[float]) -> Comparison | None:
+    """Ratio of geometric means of two sets of positive values, with its 95% interval.
+
+    None when either side has no positive finite value (a ratio of nothing).
+    """
+    a = [math.log(v) for v in numerator if v is not None and math.isfinite(v) and v > 0]
+    b = [math.log(v) for v in denominator if v is not None and math.isfinite(v) and v > 0]
+    if not a or not b:
+        return None
+    log = _compare(a, b, "difference")  # on the log scale, "no difference" is 0
+    return Comparison(estimate=math.exp(log.estimate),
+                      low=None if log.low is None else math.exp(log.low),
+                      high=None if log.high is None else math.exp(log.high),
+                      n=log.n, kind="ratio", repeats_needed=log.repeats_needed)
+
+
+def difference(a_values: Iterable[float], b_values: Iterable[float]) -> Comparison | None:
+    """Difference of means (a - b) with Welch's 95% interval; None if a side is empty."""
+    a = [v for v in a_values if v is not None and math.isfinite(v)]
+    b = [v for v in b_values if v is not None and math.isfinite(v)]
+    if not a or not b:
+        return None
+    return _compare(a, b, "difference")
 
 
 # --- text ------------------------------------------------------------------------------
@@ -113,3 +251,19 @@ def fmt_stat(stat: Stat | None) -> str:
     if decimals > _MAX_DECIMALS or not -_MAX_DECIMALS + 2 <= _magnitude(stat.mean) < 6:
         return f"{stat.mean:.2e} ± {stat.ci95:.1e}"
     return f"{stat.mean:.{decimals}f} ± {stat.ci95:.{decimals}f}"
+
+
+def fmt_comparison(c: Comparison | None, *, signed: bool = False) -> str:
+    """``1.23 [1.10, 1.38]``, ``0.93 [0.81, 1.07] n.d.`` (not distinguishable), or
+    ``0.93 (n=1, n.d.)`` without an interval; ``-`` when there is nothing to compare."""
+    if c is None:
+        return "-"
+
+    def num(x: float) -> str:
+        text = fmt_num(x)
+        return f"+{text}" if signed and x > 0 else text
+
+    if c.low is None or c.high is None:
+        return f"{num(c.estimate)} (n={min(c.n)}, n.d.)"
+    text = f"{num(c.estimate)} [{num(c.low)}, {num(c.high)}]"
+    return text if c.distinguishable else f"{text} n.d."

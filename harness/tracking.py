@@ -1,8 +1,16 @@
-"""CodeCarbon tracking of one run, phase by phase, and how each power figure was obtained.
+"""CodeCarbon tracking of one run, window by window, and how each power figure was obtained.
 
-Worker side only. CodeCarbon's quirks are handled here rather than trusted:
+Worker side only. The run is cut into CodeCarbon tasks on our own clock: ``setup``,
+``epoch-1`` .. ``epoch-N`` (each epoch's training steps and validation), ``fit-end``
+(from the last epoch's end until fit returns) and ``evaluation``. The training scope is
+the sum of the epoch windows and fit-end; the run scope is the tracker's total row.
+
+CodeCarbon's quirks are handled here rather than trusted:
 - with tasks, the total row of ``emissions.csv`` carries the summed energy but only
   the last task's duration, so durations come from our own clock;
+- its ``cpu_utilization_percent`` is the mean of a history it clears at every task start,
+  so the total row written after the last task says 0; the worker measures the CPU use
+  itself (/proc/stat, :mod:`harness.hostinfo`) and records that instead;
 - ``stop()`` swallows its own errors and may return None, so the CSV is checked;
 - an unknown country silently becomes the world average, so regions are validated
   by the host (harness.regions) before a run is planned;
@@ -14,15 +22,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from codecarbon import OfflineEmissionsTracker, OutputMethod
 
 from harness.regions import parse_region
-
-EMISSIONS_CSV = "emissions.csv"
+from harness.schema import EMISSIONS_CSV, Energy, PowerMethod, Window
 
 # CodeCarbon CPU modes that read an energy counter, i.e. measure rather than estimate.
 _MEASURED_CPU_MODES = {
@@ -36,100 +43,98 @@ _ESTIMATED_CPU_MODES = {
 }
 
 
-@dataclass
-class PhaseRecord:
-    """Time and energy of one phase (a CodeCarbon task), in seconds and kWh."""
-
-    name: str
-    duration_s: float
-    """Our own wall clock (time.perf_counter), not CodeCarbon's."""
-    tracker_duration_s: float | None = None
-    energy_kwh: float | None = None
-    cpu_energy_kwh: float | None = None
-    gpu_energy_kwh: float | None = None
-    ram_energy_kwh: float | None = None
-    emissions_kg: float | None = None
-
-
-@dataclass
-class PowerMethod:
-    """How CodeCarbon obtained one component's power."""
-
-    component: str
-    measured: bool
-    method: str
-    detail: str = ""
+def energy_of(data: Any) -> Energy:
+    """A CodeCarbon EmissionsData (a task's or the total) as our Energy record."""
+    return Energy(energy_kwh=float(data.energy_consumed), cpu_kwh=float(data.cpu_energy),
+                  gpu_kwh=float(data.gpu_energy), ram_kwh=float(data.ram_energy),
+                  co2_kg=float(data.emissions))
 
 
 @dataclass
 class Tracking:
-    """A started tracker and the phases recorded so far."""
+    """A started tracker and the windows (CodeCarbon tasks) recorded so far."""
 
     tracker: OfflineEmissionsTracker
-    phases: list[PhaseRecord] = field(default_factory=list)
-    _phase_name: str | None = None
-    _phase_start: float = 0.0
+    started: float
+    """time.perf_counter() when the tracker started: the run scope's origin."""
+    windows: list[Window] = field(default_factory=list)
+    _name: str | None = None
+    _start: float = 0.0
+    stopped: float | None = None
 
-    def start_phase(self, name: str) -> None:
-        """Start a CodeCarbon task; a running phase is stopped first."""
-        if self._phase_name is not None:
-            self.stop_phase()
+    def start_window(self, name: str) -> None:
+        """Start a CodeCarbon task; a running one is stopped first."""
+        if self._name is not None:
+            self.stop_window()
         self.tracker.start_task(name)
-        self._phase_name, self._phase_start = name, time.perf_counter()
+        self._name, self._start = name, time.perf_counter()
 
-    def stop_phase(self) -> PhaseRecord | None:
-        """Stop the running task and record its time and energy (None if no phase ran)."""
-        if self._phase_name is None:
+    def stop_window(self) -> Window | None:
+        """Stop the running task and record its time and energy (None if none ran)."""
+        if self._name is None:
             return None
-        name, started = self._phase_name, self._phase_start
-        self._phase_name = None
+        name, started = self._name, self._start
+        self._name = None
         data = self.tracker.stop_task(name)
-        record = PhaseRecord(name=name, duration_s=time.perf_counter() - started)
-        if data is not None:
-            record.tracker_duration_s = float(data.duration)
-            record.energy_kwh = float(data.energy_consumed)
-            record.cpu_energy_kwh = float(data.cpu_energy)
-            record.gpu_energy_kwh = float(data.gpu_energy)
-            record.ram_energy_kwh = float(data.ram_energy)
-            record.emissions_kg = float(data.emissions)
-        self.phases.append(record)
-        return record
+        window = Window(name=name, duration_s=time.perf_counter() - started,
+                        energy=energy_of(data) if data is not None else None)
+        self.windows.append(window)
+        return window
 
-    def stop(self) -> float | None:
-        """Stop the tracker (and any running phase); CodeCarbon writes emissions.csv.
+    @property
+    def current(self) -> str | None:
+        """The name of the running window."""
+        return self._name
 
-        Returns:
-            Total emissions in kg CO2eq as CodeCarbon returns them (may be None).
-        """
-        self.stop_phase()
-        return self.tracker.stop()
+    def stop(self) -> None:
+        """Stop the tracker (and any running window); CodeCarbon writes emissions.csv."""
+        try:
+            self.stop_window()
+        finally:
+            self.tracker.stop()
+            self.stopped = time.perf_counter()
 
     def power_methods(self) -> list[PowerMethod]:
         """Which method produced the CPU, GPU and RAM power figures."""
         return describe_power_methods(self.tracker)
 
+    @property
+    def tracking_mode(self) -> str:
+        return str(getattr(self.tracker, "_tracking_mode", "machine"))
+
 
 def start_tracking(run_dir: Path, *, home_region: str, measure_power_secs: float, pue: float,
-                   project: str, experiment: str) -> Tracking:
-    """Start an offline tracker for the home region, writing ``run_dir/emissions.csv``."""
+                   project: str, experiment: str, track_gpus: bool,
+                   output_file: str = EMISSIONS_CSV) -> Tracking:
+    """Start an offline tracker for the home region, writing ``run_dir/<output_file>``.
+
+    ``track_gpus`` False drops the GPUs CodeCarbon finds (a CPU run on a GPU host must
+    not be charged with GPUs it does not use; the machine scope counts them).
+    """
     region = parse_region(home_region)
     tracker = OfflineEmissionsTracker(
         project_name=project,
         experiment_name=experiment,
         output_dir=str(run_dir),
-        output_file=EMISSIONS_CSV,
+        output_file=output_file,
         output_methods=[OutputMethod.CSV],
         measure_power_secs=measure_power_secs,
         pue=pue,
         log_level="warning",
         tracking_mode="machine",
-        # The host never runs two workers at once, but stale lock files from a killed
-        # worker must not make the next run silently track nothing.
+        # Stale lock files from a killed worker must not make the next run silently
+        # track nothing, and the host's machine meter runs beside this tracker.
         allow_multiple_runs=True,
         **region.tracker_kwargs(),
     )
+    if not track_gpus:
+        # CodeCarbon has no switch for "no GPU" (an empty gpu_ids means all of them):
+        # its hardware list is the only place to say it.
+        hardware = getattr(tracker, "_hardware", None)
+        if isinstance(hardware, list):
+            hardware[:] = [item for item in hardware if type(item).__name__ != "GPU"]
     tracker.start()
-    return Tracking(tracker=tracker)
+    return Tracking(tracker=tracker, started=time.perf_counter())
 
 
 def describe_power_methods(tracker: OfflineEmissionsTracker) -> list[PowerMethod]:
@@ -147,29 +152,34 @@ def describe_power_methods(tracker: OfflineEmissionsTracker) -> list[PowerMethod
             tdp = getattr(item, "_tdp", None)
             generic = bool(getattr(item, "_is_generic_tdp", False))
             if mode in _MEASURED_CPU_MODES:
-                methods["cpu"] = PowerMethod("cpu", True, mode, _MEASURED_CPU_MODES[mode])
+                methods["cpu"] = PowerMethod(component="cpu", measured=True, method=mode,
+                                             detail=_MEASURED_CPU_MODES[mode])
             else:
                 label = _ESTIMATED_CPU_MODES.get(mode, mode)
-                tdp_text = f"TDP {tdp} W" + (" (generic default, CPU model unknown to CodeCarbon)"
-                                             if generic else "")
-                methods["cpu"] = PowerMethod("cpu", False, mode, f"{label}; {tdp_text}")
+                if generic:
+                    tdp_text = (f"fallback TDP {tdp} W: CodeCarbon does not know this CPU "
+                                "model and uses its default power per thread")
+                else:
+                    tdp_text = f"TDP {tdp} W from CodeCarbon's CPU database"
+                methods["cpu"] = PowerMethod(component="cpu", measured=False, method=mode,
+                                             detail=f"{label}; {tdp_text}", fallback=generic)
         elif kind == "GPU":
             count = getattr(item, "num_gpus", 0)
-            methods["gpu"] = PowerMethod("gpu", True, "nvml", f"NVML energy counters, {count} GPU(s)")
+            methods["gpu"] = PowerMethod(component="gpu", measured=True, method="nvml",
+                                         detail=f"NVML energy counters, {count} GPU(s)")
         elif kind == "RAM":
             forced = getattr(item, "_force_ram_power", None)
             detail = (f"constant {forced} W given by the user" if forced is not None
                       else "model of installed memory size (DIMM count x W per DIMM)")
-            methods["ram"] = PowerMethod("ram", False, "ram_model", detail)
-    methods.setdefault("cpu", PowerMethod("cpu", False, "unknown", "no CPU hardware found by CodeCarbon"))
-    methods.setdefault("gpu", PowerMethod("gpu", False, "none", "no GPU seen by CodeCarbon"))
-    methods.setdefault("ram", PowerMethod("ram", False, "unknown", "no RAM hardware found"))
+            methods["ram"] = PowerMethod(component="ram", measured=False, method="ram_model",
+                                         detail=detail)
+    methods.setdefault("cpu", PowerMethod(component="cpu", measured=False, method="unknown",
+                                          detail="no CPU hardware found by CodeCarbon"))
+    methods.setdefault("gpu", PowerMethod(component="gpu", measured=False, method="none",
+                                          detail="no GPU tracked"))
+    methods.setdefault("ram", PowerMethod(component="ram", measured=False, method="unknown",
+                                          detail="no RAM hardware found"))
     return [methods["cpu"], methods["gpu"], methods["ram"]]
-
-
-def as_dicts(items: list[Any]) -> list[dict[str, Any]]:
-    """Dataclasses to plain dicts for JSON."""
-    return [asdict(item) for item in items]
 
 
 def quiet_codecarbon() -> None:

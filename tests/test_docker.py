@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.results import load_results
+from harness.results import LoadedRun, load
 from tests.conftest import harness_process, run_cli, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -72,6 +72,11 @@ def _args(tmp_path: Path, session: str) -> list[str]:
             "--data-dir", str(tmp_path / "data"), "--session", session]
 
 
+def _runs(session: Path) -> dict[str, LoadedRun]:
+    sessions, _ = load([session])
+    return {run.run_id: run for item in sessions for run in item.runs}
+
+
 def _leftovers(client, session: str) -> list:
     return client.containers.list(all=True, filters={"label": f"harness.session={session}"})
 
@@ -80,27 +85,35 @@ def test_two_hardware_entries_run_in_containers_with_their_limits(tmp_path, dock
     scenario = _write(tmp_path, "dock", TWO_CPU_ENTRIES)
     result = run_cli("run", str(scenario), *_args(tmp_path, "d1"), timeout=3600)
     assert result.returncode == 0, result.stderr[-4000:]
-    runs = {r.run_id: r for r in load_results([tmp_path / "results" / "d1"])}
+    runs = _runs(tmp_path / "results" / "d1")
     one, two = runs["dock__one-cpu__r01"], runs["dock__two-cpus__r01"]
     for run in (one, two):
         assert run.status == "ok"
-        prov = run.outcome["provenance"]
+        prov = run.outcome.provenance
         assert prov["backend"] == "docker" and prov["image"].startswith("harness-worker:cpu-")
         assert prov["container_id"] and prov["docker_server_version"]
-        assert run.metrics["environment"]["in_container"] is True
-        assert run.metrics["energy_kwh"] == float(run.emissions["energy_consumed"]) > 0
-        assert run.metrics["dataset"]["kind"] == "synthetic"
+        assert run.metrics.environment.in_container is True
+        assert run.metrics.environment.backend == "docker"
+        assert run.metrics.scopes.run.energy.energy_kwh == run.emissions.energy_consumed > 0
+        assert run.metrics.dataset.kind == "synthetic"
+        # Never root in the container, whoever runs the harness.
+        assert prov["limits"]["user"] != "0:0" and not prov["limits"]["user"].startswith("0:")
         # Files written in the container belong to the invoking user.
         assert (run.run_dir / "metrics.json").stat().st_uid == os.getuid()
     # The limits Docker applied, read back from container inspect.
-    assert one.outcome["provenance"]["limits"]["cpus"] == 1.0
-    assert one.outcome["provenance"]["limits"]["cpuset"] == "0"
-    assert one.outcome["provenance"]["limits"]["memory_bytes"] == 3 * 2**30
-    assert two.outcome["provenance"]["limits"]["cpus"] == 2.0
-    assert two.outcome["provenance"]["limits"]["memory_bytes"] == 4 * 2**30
+    assert one.outcome.provenance["limits"]["cpus"] == 1.0
+    assert one.outcome.provenance["limits"]["cpuset"] == "0"
+    assert one.outcome.provenance["limits"]["memory_bytes"] == 3 * 2**30
+    assert two.outcome.provenance["limits"]["cpus"] == 2.0
+    assert two.outcome.provenance["limits"]["memory_bytes"] == 4 * 2**30
     # ...and as the worker saw them from inside its cgroup.
-    assert one.metrics["environment"]["cpus_effective"] == 1.0
-    assert one.metrics["environment"]["cpus_visible"] == 1
+    assert one.metrics.environment.cpus_effective == 1.0
+    assert one.metrics.environment.cpus_visible == 1
+    assert one.metrics.environment.memory_limit_bytes == 3 * 2**30
+    # The attributed share: 1 CPU of the host's, 3 GiB of its memory.
+    host_cpus = os.cpu_count()
+    assert one.metrics.attribution.cpu_share == 1 / host_cpus
+    assert 0 < one.metrics.attribution.ram_share < 1
     assert _leftovers(docker_client, "d1") == []
     report = run_cli("report", str(tmp_path / "results" / "d1"))
     assert report.returncode == 0, report.stderr
@@ -121,10 +134,10 @@ def test_a_killed_container_is_recorded_and_the_other_run_completes(tmp_path, do
         victim_container.kill()
         _, err = proc.communicate(timeout=1800)
     assert proc.returncode == 1, err[-4000:]
-    runs = {r.run_id: r for r in load_results([tmp_path / "results" / "d2"])}
+    runs = _runs(tmp_path / "results" / "d2")
     killed = runs["kill__one-cpu__r01"]
     assert killed.status == "failed"
-    assert killed.outcome["exit_code"] == 137
+    assert killed.outcome.exit_code == 137
     assert runs["after__two-cpus__r01"].status == "ok"
     assert _leftovers(docker_client, "d2") == []
 
@@ -138,9 +151,11 @@ def test_ctrl_c_removes_every_container_and_leaves_a_readable_session(tmp_path, 
         _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err[-3000:]
     assert _leftovers(docker_client, "d3") == []
-    (run,) = load_results([tmp_path / "results" / "d3"])
+    runs = _runs(tmp_path / "results" / "d3")
+    run = runs["intr__one-cpu__r01"]
+    assert runs["intr__two-cpus__r01"].status == "not_started"
     assert run.status == "interrupted"
-    assert run.metrics["status"] == "partial"  # the worker got SIGTERM and wrote its results
+    assert run.metrics.status == "partial"  # the worker got SIGTERM and wrote its results
     assert run_cli("report", str(tmp_path / "results" / "d3")).returncode == 0
 
 
@@ -153,10 +168,10 @@ def test_gpu_image_runs_the_same_workload_on_cpu_with_the_same_versions(tmp_path
         result = run_cli("run", str(scenario), *_args(tmp_path, session), "--image-flavour",
                          flavour, timeout=3600)
         assert result.returncode == 0, result.stderr[-4000:]
-        (run,) = load_results([tmp_path / "results" / session])
-        assert run.outcome["provenance"]["image"].startswith(f"harness-worker:{flavour}-")
-        assert run.metrics["test_accuracy"] > 0.5
-        versions[flavour] = run.metrics["environment"]["versions"]
+        (run,) = _runs(tmp_path / "results" / session).values()
+        assert run.outcome.provenance["image"].startswith(f"harness-worker:{flavour}-")
+        assert run.metrics.test_accuracy > 0.5
+        versions[flavour] = run.metrics.environment.versions
     assert versions["cpu"]["tensorflow"] == versions["gpu"]["tensorflow"] == "2.21.0"
     assert versions["cpu"]["codecarbon"] == versions["gpu"]["codecarbon"] == "3.3.2"
     assert versions["cpu"] == versions["gpu"]
@@ -188,11 +203,12 @@ def test_auto_backend_falls_back_to_local_and_says_so(tmp_path):
     result = run_cli("run", str(scenario), *args, env=env, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "running workers as local processes" in result.stderr
-    (run,) = load_results([tmp_path / "results" / "d6"])
-    assert run.outcome["provenance"]["backend"] == "local"
-    assert "no Docker daemon" in run.outcome["provenance"]["fallback_reason"]
+    (run,) = _runs(tmp_path / "results" / "d6").values()
+    assert run.outcome.provenance["backend"] == "local"
+    assert "no Docker daemon" in run.outcome.provenance["fallback_reason"]
     session = json.loads((tmp_path / "results" / "d6" / "session.json").read_text())
     assert session["backend"]["fallback_reason"]
+    assert run.metrics.environment.in_container is False
 
 
 def test_rapl_opt_in_mounts_powercap_read_only(tmp_path, docker_client):
@@ -210,7 +226,7 @@ def test_rapl_opt_in_mounts_powercap_read_only(tmp_path, docker_client):
     trees = (str(tmp_path / "class-powercap"), str(tmp_path / "devices-powercap"))
     for tree in trees:
         Path(tree).mkdir()
-    job = Job(run=run, run_dir=tmp_path, data_dir=tmp_path, session="rapl")
+    job = Job(run=run, run_dir=tmp_path, data_dir=tmp_path, session="rapl", session_id="r1")
     config = DockerBackend().container_config(job, powercap_trees=trees)
     assert config["volumes"][trees[0]] == {"bind": trees[0], "mode": "ro"}
     assert config["volumes"][trees[1]] == {"bind": trees[1], "mode": "ro"}
@@ -220,9 +236,12 @@ def test_rapl_opt_in_mounts_powercap_read_only(tmp_path, docker_client):
     # Without the opt-in: no mounts of sysfs, no lifted masks, the invoking user.
     plain = DockerBackend().container_config(
         Job(run=run.model_copy(update={"tracker": run.tracker.model_copy(update={"rapl": False})}),
-            run_dir=tmp_path, data_dir=tmp_path, session="rapl"), powercap_trees=trees)
+            run_dir=tmp_path, data_dir=tmp_path, session="rapl", session_id="r1"),
+        powercap_trees=trees)
     assert trees[0] not in plain["volumes"] and "security_opt" not in plain
-    assert plain["user"] == f"{os.getuid()}:{os.getgid()}"
+    # The invoking user, or the image's unprivileged user when that is root.
+    expected = "1000:1000" if os.getuid() == 0 else f"{os.getuid()}:{os.getgid()}"
+    assert plain["user"] == expected
 
 
 def test_out_of_memory_and_timeout_are_recorded(tmp_path, docker_client):
@@ -232,14 +251,14 @@ def test_out_of_memory_and_timeout_are_recorded(tmp_path, docker_client):
     slow.write_text(slow.read_text().replace("timeout_s: 900", "timeout_s: 25"))
     result = run_cli("run", str(oom), str(slow), *_args(tmp_path, "d7"), timeout=900)
     assert result.returncode == 1, result.stderr[-3000:]
-    runs = {r.run_id: r for r in load_results([tmp_path / "results" / "d7"])}
+    runs = _runs(tmp_path / "results" / "d7")
     starved = runs["oom__small__r01"]
     assert starved.status == "failed"
-    assert "out-of-memory" in starved.outcome["reason"]
-    assert starved.outcome["exit_code"] == 137
+    assert "out-of-memory" in starved.outcome.reason
+    assert starved.outcome.exit_code == 137
     timed = runs["slow__a__r01"]
     assert timed.status == "timeout"
-    assert timed.metrics["status"] == "partial"  # SIGTERM first: the worker wrote its files
+    assert timed.metrics.status == "partial"  # SIGTERM first: the worker wrote its files
     assert _leftovers(docker_client, "d7") == []
 
 

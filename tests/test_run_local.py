@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -16,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from harness.backends.local import LocalBackend
-from harness.results import load_results
+from harness.identity import code_identity
+from harness.results import LoadedRun, load, load_run
 from tests.conftest import harness_process, run_cli, wait_for
 
 pytestmark = pytest.mark.slow
@@ -59,41 +61,88 @@ def test_run_trains_to_accuracy_and_files_agree(tmp_path: Path) -> None:
     result = run_cli("run", str(scenario), *_args(tmp_path, "s1"))
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = tmp_path / "results" / "s1" / "e2e__cpu-a__r01"
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    history = json.loads((run_dir / "history.json").read_text())
+    run = load_run(run_dir)
+    assert run.usable and not run.damage, run.reason
+    metrics, history = run.metrics, run.history
     with (run_dir / "emissions.csv").open() as fh:
         row = list(csv.DictReader(fh))[-1]
-
-    assert metrics["format"] == "harness.metrics" and metrics["version"] == 1
-    assert metrics["status"] == "complete"
-    assert metrics["dataset"]["kind"] == "synthetic"
-    assert metrics["dataset"]["train_size"] == 3000
-    assert metrics["test_accuracy"] >= 0.90
-    assert len(history["epochs"]) == 2 == metrics["training"]["epochs_run"]
-    assert [e["epoch"] for e in history["epochs"]] == [1, 2]
-    # metrics.json's energy is CodeCarbon's own total row, to the last digit.
-    assert metrics["energy_kwh"] == float(row["energy_consumed"]) > 0
-    assert metrics["emissions_kg"] == float(row["emissions"]) > 0
-    assert metrics["tracker_check"]["ok"] is True
-    # The phases are CodeCarbon tasks; their energy is the total row's but for the
-    # moments between tasks (tracker start, task switches), a fraction of a percent.
-    phases = {p["name"]: p for p in metrics["phases"]}
-    assert set(phases) == {"setup", "training", "evaluation"}
-    phase_sum = sum(p["energy_kwh"] for p in phases.values())
-    assert 0.98 * float(row["energy_consumed"]) <= phase_sum <= float(row["energy_consumed"])
+    raw = json.loads((run_dir / "metrics.json").read_text())
+    assert raw["format"] == "harness.metrics" and raw["version"] == 2
+    assert metrics.status == "ok"
+    assert metrics.dataset.kind == "synthetic" and metrics.dataset.train_size == 3000
+    assert len(metrics.dataset.arrays_sha256) == 64
+    assert metrics.test_accuracy >= 0.90
+    assert len(history.epochs) == 2 == metrics.training.epochs_run
+    assert [e.epoch for e in history.epochs] == [1, 2]
+    # The run scope is CodeCarbon's own total row, to the last digit.
+    scopes = metrics.scopes
+    assert scopes.run.energy.energy_kwh == float(row["energy_consumed"]) > 0
+    assert scopes.run.energy.co2_kg == float(row["emissions"]) > 0
+    assert metrics.tracker_check.ok is True
+    # Nested scopes on one clock: training within run within process.
+    assert 0 < scopes.training.duration_s < scopes.run.duration_s < scopes.process.duration_s
+    assert scopes.training.energy.energy_kwh < scopes.run.energy.energy_kwh \
+        < scopes.process.energy.energy_kwh
+    assert scopes.process.estimated_s > 0  # interpreter start and imports: estimated
+    # The windows are CodeCarbon tasks: per-epoch energies plus fit-end are the training
+    # scope exactly; with set-up and evaluation, the total row but for task switches.
+    names = [w.name for w in metrics.phases]
+    assert names == ["setup", "epoch-1", "epoch-2", "fit-end", "evaluation"]
+    epochs_kwh = sum(e.energy.energy_kwh for e in history.epochs)
+    fit_end = next(w for w in metrics.phases if w.name == "fit-end").energy.energy_kwh
+    assert math.isclose(epochs_kwh + fit_end, scopes.training.energy.energy_kwh, rel_tol=1e-9)
+    windows_kwh = sum(w.energy.energy_kwh for w in metrics.phases)
+    assert 0.98 * scopes.run.energy.energy_kwh <= windows_kwh <= scopes.run.energy.energy_kwh
     # Durations come from our clock: the CSV's total row carries only the last task's.
-    assert metrics["training_s"] > float(row["duration"])
+    assert scopes.training.duration_s > float(row["duration"])
+    # The forecast after epoch 1 is recorded and sensible (within 2x of the actual).
+    assert metrics.forecast.after_epoch == 1
+    assert 0.5 < metrics.forecast.energy_kwh / scopes.run.energy.energy_kwh < 2
+    assert history.epochs[0].forecast == metrics.forecast
     # No RAPL here: CPU power is estimated and must say so.
-    power = {p["component"]: p for p in metrics["power"]}
-    assert power["cpu"]["measured"] is (power["cpu"]["method"] == "intel_rapl")
-    assert power["ram"]["measured"] is False
-    versions = metrics["environment"]["versions"]
-    assert versions["tensorflow"] == "2.21.0" and versions["codecarbon"] == "3.3.2"
+    power = {p.component: p for p in metrics.power}
+    assert power["cpu"].measured is (power["cpu"].method == "intel_rapl")
+    assert power["ram"].measured is False
+    env = metrics.environment
+    assert env.versions["tensorflow"] == "2.21.0" and env.versions["codecarbon"] == "3.3.2"
+    assert env.backend == "local" and env.in_container is False
+    assert any(p.startswith("tensorflow-cpu==") for p in env.packages)
+    assert metrics.code.source_sha256 == code_identity().source_sha256
+    assert metrics.load.run_cpus > 0
+    # Not a terminal: one plain line per run event and per epoch, for a log file.
+    assert "e2e__cpu-a__r01: epoch 1/2, val_acc" in result.stderr
+    assert "forecast after epoch 1" in result.stderr
     # The first report table is a pure function of the files.
     assert "e2e__cpu-a__r01" in result.stdout and "synthetic" in result.stdout
     report = run_cli("report", str(tmp_path / "results" / "s1"))
     assert report.returncode == 0, report.stderr
     assert "estimated" in report.stdout
+
+
+def test_budget_below_the_forecast_stops_after_epoch_1_and_the_next_run_goes_on(
+        tmp_path: Path) -> None:
+    scenario = _scenario(tmp_path, hardware=["thrifty", "next"], epochs=5, name="bud")
+    text = scenario.read_text()
+    scenario.write_text(text + "budget:\n  run: {kwh: 0.0000001}\n")
+    other = _scenario(tmp_path, hardware=["free"], epochs=1, name="free")
+    result = run_cli("run", str(scenario), str(other), *_args(tmp_path, "s7"))
+    assert result.returncode == 1, result.stderr[-3000:]
+    runs = {r.run_id: r for item in load([tmp_path / "results" / "s7"])[0] for r in item.runs}
+    stopped = runs["bud__thrifty__r01"]
+    assert stopped.status == "over_budget", stopped.reason
+    assert stopped.metrics.training.epochs_run == 1
+    assert stopped.metrics.budget.exceeded and stopped.metrics.budget.action == "stopped"
+    assert stopped.metrics.budget.forecast_value > 1e-7
+    assert stopped.metrics.test_accuracy is None  # no final evaluation: stopped
+    assert stopped.metrics.scopes.training.energy.energy_kwh > 0  # partial results kept
+    assert runs["bud__next__r01"].status == "over_budget"
+    assert runs["free__free__r01"].status == "ok"
+    assert "over budget" in result.stderr
+
+
+def _runs(session: Path) -> dict[str, LoadedRun]:
+    sessions, _ = load([session])
+    return {run.run_id: run for item in sessions for run in item.runs}
 
 
 def _worker_pid(run_dir: Path) -> int | None:
@@ -118,15 +167,15 @@ def test_killed_workers_are_recorded_and_the_next_run_completes(tmp_path: Path) 
             os.kill(pid, sig)
         _, err = proc.communicate(timeout=600)
     assert proc.returncode == 1, err[-3000:]
-    statuses = {r.run_id: r for r in load_results([session])}
+    statuses = _runs(session)
     term = statuses["e2e__term__r01"]
     assert term.status == "partial"
-    assert term.metrics["status"] == "partial" and term.metrics["training"]["epochs_run"] >= 1
-    assert float(term.emissions["energy_consumed"]) > 0  # the tracker was stopped cleanly
+    assert term.metrics.status == "partial" and term.metrics.training.epochs_run >= 1
+    assert term.emissions.energy_consumed > 0  # the tracker was stopped cleanly
     killed = statuses["e2e__kill__r01"]
     assert killed.status == "failed"
-    assert killed.outcome["exit_code"] == -signal.SIGKILL
-    assert killed.outcome["log_tail"], "the last log lines are kept"
+    assert killed.outcome.exit_code == -signal.SIGKILL
+    assert killed.outcome.log_tail, "the last log lines are kept"
     assert statuses["after__fine__r01"].status == "ok"
     assert "2 run(s) did not succeed" in err
 
@@ -135,10 +184,10 @@ def test_timeout_stops_the_run_and_keeps_partial_results(tmp_path: Path) -> None
     scenario = _scenario(tmp_path, hardware=["slow"], epochs=200, timeout=25, name="tmo")
     result = run_cli("run", str(scenario), *_args(tmp_path, "s3"))
     assert result.returncode == 1
-    (run,) = load_results([tmp_path / "results" / "s3"])
+    (run,) = _runs(tmp_path / "results" / "s3").values()
     assert run.status == "timeout"
-    assert run.metrics["status"] == "partial"
-    assert run.outcome["duration_s"] < 25 + 35  # timeout plus the stop grace period
+    assert run.metrics.status == "partial"
+    assert run.outcome.duration_s < 25 + 35  # timeout plus the stop grace period
 
 
 def test_ctrl_c_leaves_no_worker_and_a_readable_session(tmp_path: Path) -> None:
@@ -151,11 +200,13 @@ def test_ctrl_c_leaves_no_worker_and_a_readable_session(tmp_path: Path) -> None:
         _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
     assert _worker_pid(run_dir) is None
-    (run,) = load_results([session])  # the second run never started
-    assert run.status == "interrupted"
-    assert run.metrics["status"] == "partial"
+    runs = _runs(session)
+    assert runs["intr__one__r01"].status == "interrupted"
+    assert runs["intr__one__r01"].metrics.status == "partial"
+    assert runs["intr__two__r01"].status == "not_started"  # planned, listed, never run
     report = run_cli("report", str(session))
     assert report.returncode == 0 and "interrupted" in report.stdout
+    assert "not_started" in report.stdout
 
 
 def test_missing_cifar10_names_both_ways_to_get_it(tmp_path: Path) -> None:
@@ -208,7 +259,7 @@ def test_a_backend_failure_fails_that_run_only(tmp_path: Path) -> None:
                     Console(stderr=True))
     session, records = runner.run(runs, session="s6", scenario_files=[str(scenario)], argv=[])
     assert [r.status for r in records] == ["failed", "ok"]
-    results = {r.run_id: r for r in load_results([session])}
+    results = _runs(session)
     lost, fine = results["e2e__lost__r01"], results["e2e__fine__r01"]
-    assert "backend error: ConnectionError: the backend went away" in lost.outcome["reason"]
-    assert fine.status == "ok" and fine.metrics["status"] == "complete"
+    assert "backend error: ConnectionError: the backend went away" in lost.outcome.reason
+    assert fine.status == "ok" and fine.metrics.status == "ok"

@@ -14,14 +14,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.plan import RunSpec
+from harness.schema import RunSpec
 
-#: Variables passed to a worker as they are. Everything else is dropped so two hosts
-#: with different shells run the same worker. CODECARBON_* is left out on purpose:
-#: it silently overrides the tracker's region and settings.
-ENV_ALLOWED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER")
-ENV_ALLOWED_PREFIXES = ("HARNESS_", "TF_", "CUDA_", "NVIDIA_", "OMP_", "OPENBLAS_", "MKL_",
-                        "XLA_", "KMP_")
+#: Variables passed to a worker as they are: an explicit list of names, no prefixes, so
+#: a variable that merely shares a prefix (TF_VAR_password is Terraform's, not
+#: TensorFlow's) never reaches a worker or a container. Everything else is dropped so
+#: two hosts with different shells run the same worker. CODECARBON_* is left out on
+#: purpose: it silently overrides the tracker's region and settings.
+ENV_ALLOWED = frozenset({
+    # the process
+    "PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER",
+    # the harness
+    "HARNESS_DATA_DIR",
+    # TensorFlow and XLA
+    "TF_CPP_MIN_LOG_LEVEL", "TF_CPP_MAX_VLOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS",
+    "TF_NUM_INTEROP_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_FORCE_GPU_ALLOW_GROWTH",
+    "TF_GPU_ALLOCATOR", "TF_XLA_FLAGS", "XLA_FLAGS",
+    # oneDNN (instruction-set cap, verbose) and thread libraries
+    "ONEDNN_MAX_CPU_ISA", "ONEDNN_VERBOSE", "DNNL_MAX_CPU_ISA", "DNNL_VERBOSE",
+    "OMP_NUM_THREADS", "OMP_PROC_BIND", "OMP_PLACES", "KMP_AFFINITY", "KMP_BLOCKTIME",
+    "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MALLOC_ARENA_MAX",
+    # GPUs
+    "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "NVIDIA_VISIBLE_DEVICES",
+    "NVIDIA_DRIVER_CAPABILITIES",
+})
 
 #: Seconds a worker gets between SIGTERM and SIGKILL to write its partial results.
 STOP_GRACE_S = 30.0
@@ -30,9 +46,10 @@ STOP_GRACE_S = 30.0
 def worker_environment(source: dict[str, str] | None = None) -> dict[str, str]:
     """The allow-listed subset of ``source`` (default: this process's environment)."""
     source = dict(os.environ if source is None else source)
-    env = {k: v for k, v in source.items()
-           if k in ENV_ALLOWED or k.startswith(ENV_ALLOWED_PREFIXES)}
+    env = {k: v for k, v in source.items() if k in ENV_ALLOWED}
     env["PYTHONUNBUFFERED"] = "1"
+    # The worker stops when its stdin closes: the host holds it open for the run's life.
+    env["HARNESS_LIFELINE"] = "stdin"
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     return env
 
@@ -45,6 +62,9 @@ class Job:
     run_dir: Path
     data_dir: Path
     session: str
+    """The session directory's name (shown to people)."""
+    session_id: str
+    """The session's unique id (labels containers: names repeat across results dirs)."""
 
 
 @dataclass
@@ -59,6 +79,8 @@ class Outcome:
     oom_killed: bool = False
     interrupted: bool = False
     """Stopped because the user pressed Ctrl-C."""
+    reason: str | None = None
+    """Why it ended, when the backend knows better than the exit code (Slurm's state)."""
     provenance: dict[str, Any] = field(default_factory=dict)
     """Backend name, limits actually applied, image and container ids..."""
 

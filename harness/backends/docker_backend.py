@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import platform
 import threading
 import time
 from collections import deque
@@ -29,13 +30,25 @@ import harness
 from harness.backends import STOP_GRACE_S, Backend, Job, LineSink, Outcome, worker_environment
 from harness.backends.local import parse_cpuset
 from harness.errors import UserError
-from harness.plan import RunSpec
+from harness.schema import RunSpec
 
 OFFICIAL_BASE = "python:3.11-slim-bookworm"
 LOCAL_BASE = "harness-base:bookworm-py311"
 IMAGE_REPO = "harness-worker"
 LABEL_SESSION = "harness.session"
+"""The session directory's name (for people; names repeat across results directories)."""
+LABEL_SESSION_ID = "harness.session-id"
+"""The session's unique id: what stop and clean-up select on."""
 LABEL_RUN = "harness.run"
+LABEL_OWNER_PID = "harness.owner-pid"
+"""The pid of the harness process that started the container, and its host: a later
+harness finds containers whose owner is gone."""
+LABEL_OWNER_HOST = "harness.owner-host"
+LABEL_OWNER_START = "harness.owner-start"
+"""The owner's start time (clock ticks after boot, /proc/PID/stat): a reused pid is not
+mistaken for the owner."""
+#: The image's unprivileged user (Dockerfile.cpu/.gpu: useradd --uid 1000 bench).
+WORKER_UID = 1000
 #: Where the container sees the run directory and the datasets.
 RUN_MOUNT, DATA_MOUNT = "/run-dir", "/data"
 #: The RAPL trees: the class directory holds symlinks into the devices directory.
@@ -55,8 +68,10 @@ def flavour_of(run: RunSpec) -> str:
 
 def image_inputs(flavour: str, root: Path = REPO_ROOT) -> list[Path]:
     """Every file the image is built from; the tag hashes them."""
+    # Not README.md: the Dockerfiles write a stub in its place, so editing the
+    # documentation neither changes the tag nor rebuilds the image.
     files = [root / f"Dockerfile.{flavour}", root / f"docker/requirements-{flavour}.txt",
-             root / "docker/constraints.txt", root / "pyproject.toml", root / "README.md"]
+             root / "docker/constraints.txt", root / "pyproject.toml"]
     files += sorted((root / "harness").rglob("*.py"))
     return files
 
@@ -255,7 +270,10 @@ class DockerBackend(Backend):
             str(job.run_dir.resolve()): {"bind": RUN_MOUNT, "mode": "rw"},
             str(job.data_dir.resolve()): {"bind": DATA_MOUNT, "mode": "ro"},
         }
-        user = f"{os.getuid()}:{os.getgid()}"
+        # Never root inside the container: the invoking user's ids, or the image's
+        # unprivileged user when the harness runs as root (files are handed back after).
+        user = (f"{WORKER_UID}:{WORKER_UID}" if os.getuid() == 0
+                else f"{os.getuid()}:{os.getgid()}")
         security_opt: list[str] = []
         if tracker.rapl and Path(powercap_trees[0]).is_dir():
             # Opt-in, with a security cost (README, "RAPL in containers"): the host's RAPL
@@ -267,16 +285,23 @@ class DockerBackend(Backend):
                 if Path(tree).is_dir():
                     volumes[tree] = {"bind": tree, "mode": "ro"}
             security_opt.append("systempaths=unconfined")
-            env["HARNESS_OWNER"] = user
+            env["HARNESS_OWNER"] = f"{os.getuid()}:{os.getgid()}"
             user = "0:0"
         config: dict[str, Any] = {
             "command": [RUN_MOUNT, "--data-dir", DATA_MOUNT],
             "environment": env,
             "volumes": volumes,
             "user": user,
-            "labels": {LABEL_SESSION: job.session, LABEL_RUN: job.run.run_id},
+            "labels": {LABEL_SESSION: job.session, LABEL_SESSION_ID: job.session_id,
+                       LABEL_RUN: job.run.run_id, LABEL_OWNER_PID: str(os.getpid()),
+                       LABEL_OWNER_HOST: platform.node(),
+                       LABEL_OWNER_START: str(process_start_ticks(os.getpid()))},
             "working_dir": "/tmp",
-            "detach": True,
+            # stdin is the lifeline: attached by this process before the start and never
+            # written; StdinOnce closes it when this process goes away, and the worker
+            # then stops itself, writing partial results.
+            "stdin_open": True,
+            "detach": False,
         }
         if security_opt:
             config["security_opt"] = security_opt
@@ -299,11 +324,18 @@ class DockerBackend(Backend):
         flavour = self.flavour or flavour_of(job.run)
         image = self.images.get(flavour) or self.ensure_image(flavour)
         with self._lock:
-            self._sessions.add(job.session)
-        container = self.client.containers.create(image.id, **self.container_config(job))
+            self._sessions.add(job.session_id)
+        config = self.container_config(job)
+        container = self.client.containers.create(image.id, **config)
         start = time.perf_counter()
         timed_out = False
+        lifeline: Any = None
+        handed_over = os.getuid() == 0 and config["user"] != "0:0"
         try:
+            if handed_over:
+                _chown_tree(job.run_dir, WORKER_UID, WORKER_UID)
+            lifeline = self.client.api.attach_socket(container.id,
+                                                     params={"stdin": 1, "stream": 1})
             container.start()
             reader = threading.Thread(target=_pump, args=(container, on_line), daemon=True)
             reader.start()
@@ -326,6 +358,9 @@ class DockerBackend(Backend):
             )
         finally:
             _remove(container)
+            _close(lifeline)
+            if handed_over:
+                _chown_tree(job.run_dir, os.getuid(), os.getgid())
 
     def _provenance(self, container: Any, image: Any) -> dict[str, Any]:
         host = container.attrs["HostConfig"]
@@ -352,9 +387,9 @@ class DockerBackend(Backend):
     def stop_all(self) -> None:
         with self._lock:
             sessions = set(self._sessions)
-        for session in sessions:
+        for session_id in sessions:
             for container in self.client.containers.list(
-                    all=True, filters={"label": f"{LABEL_SESSION}={session}"}):
+                    all=True, filters={"label": f"{LABEL_SESSION_ID}={session_id}"}):
                 with contextlib.suppress(docker.errors.DockerException):
                     container.stop(timeout=int(STOP_GRACE_S))
                 _remove(container)
@@ -404,6 +439,34 @@ def _wait(container: Any, timeout_s: float) -> bool:
         except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
             continue
     return False
+
+
+def process_start_ticks(pid: int) -> int:
+    """A process's start time in clock ticks after boot (0 if unknown): with the pid,
+    it names one process even after the pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _chown_tree(path: Path, uid: int, gid: int) -> None:
+    """Give a run directory to ``uid:gid`` (root only): the container's unprivileged
+    user writes there during the run, the invoking user owns it afterwards."""
+    for item in [path, *path.rglob("*")]:
+        with contextlib.suppress(FileNotFoundError):
+            os.chown(item, uid, gid, follow_symlinks=False)
+
+
+def _close(lifeline: Any) -> None:
+    """Close the attached stdin stream of a finished container."""
+    if lifeline is None:
+        return
+    for target in (getattr(lifeline, "_sock", None), lifeline):
+        with contextlib.suppress(Exception):
+            if target is not None:
+                target.close()
 
 
 def _remove(container: Any) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import harness
 from harness.backends import STOP_GRACE_S, Backend, Job, LineSink, Outcome, worker_environment
 from harness.errors import UserError
-from harness.plan import RunSpec
+from harness.schema import RunSpec
 
 
 def parse_cpuset(text: str) -> set[int]:
@@ -106,8 +106,10 @@ class LocalBackend(Backend):
             # A private HOME keeps ~/.codecarbon.config and ~/.keras out of the measurement.
             env["HOME"] = home
             start = time.perf_counter()
+            # stdin is the lifeline: never written, held open until the run ends; if the
+            # harness dies, the pipe closes and the worker stops itself (partial results).
             proc = subprocess.Popen(
-                command, cwd=job.run_dir, env=env, stdin=subprocess.DEVNULL,
+                command, cwd=job.run_dir, env=env, stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
                 # Own session: a Ctrl-C in the terminal reaches the runner, which then
                 # stops the worker cleanly, instead of killing both at once.
@@ -125,6 +127,8 @@ class LocalBackend(Backend):
                 timed_out = True
                 _stop(proc)
             reader.join(timeout=10)
+            if proc.stdin is not None:
+                proc.stdin.close()
             with self._lock:
                 self._current = None
         return Outcome(

@@ -1,0 +1,206 @@
+"""Facts about the machine and the process's share of it, read from /proc and cgroups.
+
+Shared by the host (attribution, doctor) and the worker (provenance, background load).
+The parsers take text so they are unit-tested without a cgroup; the readers return None
+where a file is absent (another kernel, another cgroup version, not Linux).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+#: cgroup v1 writes this (or any value near 2**63) for "no memory limit".
+_V1_UNLIMITED = 2**62
+
+
+def parse_cpu_max(text: str) -> float | None:
+    """cgroup v2 ``cpu.max`` ("QUOTA PERIOD" or "max PERIOD") -> CPUs, None if unlimited.
+
+    Raises:
+        ValueError: not two fields, or numbers that are not positive.
+    """
+    fields = text.split()
+    if len(fields) != 2:
+        raise ValueError(f"cpu.max must hold two fields, got {text!r}")
+    quota, period = fields
+    if quota == "max":
+        return None
+    quota_us, period_us = int(quota), int(period)
+    if quota_us <= 0 or period_us <= 0:
+        raise ValueError(f"cpu.max holds a non-positive quota or period: {text!r}")
+    return quota_us / period_us
+
+
+def parse_cfs(quota_text: str, period_text: str) -> float | None:
+    """cgroup v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` -> CPUs, None if unlimited (-1)."""
+    quota_us, period_us = int(quota_text.strip()), int(period_text.strip())
+    if quota_us <= 0:
+        return None
+    if period_us <= 0:
+        raise ValueError(f"cpu.cfs_period_us must be positive, got {period_text!r}")
+    return quota_us / period_us
+
+
+def parse_memory_limit(text: str) -> int | None:
+    """``memory.max`` (v2: bytes or "max") or ``memory.limit_in_bytes`` (v1) -> bytes or None."""
+    value = text.strip()
+    if value == "max":
+        return None
+    number = int(value)
+    if number <= 0:
+        raise ValueError(f"memory limit must be positive, got {text!r}")
+    return None if number >= _V1_UNLIMITED else number
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _own_cgroup_dirs(root: Path, controller: str) -> list[Path]:
+    """Directories to look in for ``controller``: the process's own cgroup, then the root
+    (inside a container the root *is* the container's cgroup)."""
+    dirs = []
+    text = _read(Path("/proc/self/cgroup")) or ""
+    for line in text.splitlines():
+        _, controllers, path = ([*line.split(":", 2), "", ""])[:3]
+        names = controllers.split(",") if controllers else [""]
+        if controller in names or controllers == "":
+            base = root if controllers == "" else root / controllers
+            dirs.append(base / path.lstrip("/"))
+    dirs += [root, root / "cpu", root / "cpu,cpuacct", root / "memory"]
+    return [d for d in dirs if d.is_dir()]
+
+
+def cgroup_cpu_quota(root: Path = CGROUP_ROOT) -> float | None:
+    """The CPU quota of this process's cgroup in CPUs (v2 or v1); None when unlimited."""
+    for directory in _own_cgroup_dirs(root, "cpu"):
+        text = _read(directory / "cpu.max")
+        if text is not None:
+            try:
+                return parse_cpu_max(text)
+            except ValueError:
+                return None
+        quota, period = _read(directory / "cpu.cfs_quota_us"), _read(directory / "cpu.cfs_period_us")
+        if quota is not None and period is not None:
+            try:
+                return parse_cfs(quota, period)
+            except ValueError:
+                return None
+    return None
+
+
+def cgroup_memory_limit(root: Path = CGROUP_ROOT) -> int | None:
+    """The memory limit of this process's cgroup in bytes; None when unlimited."""
+    for directory in _own_cgroup_dirs(root, "memory"):
+        for name in ("memory.max", "memory.limit_in_bytes"):
+            text = _read(directory / name)
+            if text is not None:
+                try:
+                    return parse_memory_limit(text)
+                except ValueError:
+                    return None
+    return None
+
+
+def effective_cpus() -> float:
+    """CPUs this process may really use: the affinity set, capped by the cgroup quota."""
+    count = float(len(os.sched_getaffinity(0)))
+    quota = cgroup_cpu_quota()
+    return min(count, quota) if quota else count
+
+
+def process_age_s() -> float:
+    """Seconds since this process started (its start time from /proc, so the interpreter's
+    start and imports are counted); 0 where it cannot be read."""
+    try:
+        import psutil  # a CodeCarbon dependency
+
+        return max(0.0, time.time() - psutil.Process().create_time())
+    except Exception:
+        return 0.0
+
+
+def host_cpus() -> int:
+    """Logical CPUs of the machine (not of this process's share)."""
+    return os.cpu_count() or 1
+
+
+def cpu_model() -> str:
+    """The exact CPU model string from /proc/cpuinfo."""
+    for line in (_read(Path("/proc/cpuinfo")) or "").splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (avx2, avx512f...) from /proc/cpuinfo."""
+    for line in (_read(Path("/proc/cpuinfo")) or "").splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def parse_meminfo_total(text: str) -> int | None:
+    """``MemTotal`` of /proc/meminfo in bytes."""
+    for line in text.splitlines():
+        if line.startswith("MemTotal:"):
+            fields = line.split()
+            return int(fields[1]) * 1024
+    return None
+
+
+def ram_total_bytes() -> int:
+    """Memory installed in the machine, bytes (the host's, also inside a container)."""
+    return parse_meminfo_total(_read(Path("/proc/meminfo")) or "") or 0
+
+
+@dataclass(frozen=True)
+class CpuTimes:
+    """A snapshot of the whole machine's and this process's CPU time, in seconds."""
+
+    wall: float
+    host_busy_s: float
+    own_s: float
+
+
+def parse_proc_stat(text: str, ticks_per_s: float) -> float:
+    """Busy CPU seconds of the whole machine from /proc/stat's aggregate ``cpu`` line
+    (user + nice + system + irq + softirq + steal; idle and iowait are not busy)."""
+    for line in text.splitlines():
+        if line.startswith("cpu "):
+            values = [int(v) for v in line.split()[1:]]
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (values + [0] * 8)[:8]
+            return (user + nice + system + irq + softirq + steal) / ticks_per_s
+    raise ValueError("no aggregate cpu line in /proc/stat")
+
+
+def cpu_times() -> CpuTimes | None:
+    """Snapshot for :func:`background_load`; None where /proc/stat is unreadable."""
+    text = _read(Path("/proc/stat"))
+    if text is None:
+        return None
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    try:
+        busy = parse_proc_stat(text, float(os.sysconf("SC_CLK_TCK")))
+    except ValueError:
+        return None
+    return CpuTimes(wall=time.monotonic(), host_busy_s=busy, own_s=usage.ru_utime + usage.ru_stime)
+
+
+def background_load(start: CpuTimes, end: CpuTimes) -> tuple[float, float]:
+    """(background CPUs, own CPUs) between two snapshots: the machine's busy CPU time not
+    spent by this process, and this process's, each divided by the wall time."""
+    wall = max(end.wall - start.wall, 1e-9)
+    own = max(end.own_s - start.own_s, 0.0)
+    busy = max(end.host_busy_s - start.host_busy_s, 0.0)
+    return max(busy - own, 0.0) / wall, own / wall

@@ -1,0 +1,202 @@
+"""Units that only subprocesses reached before: outcome classification, the worker's
+environment, image tags, cgroup parsing, the training pipeline's order of images, and the
+worker's forecast, budget and target arithmetic."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness import hostinfo
+from harness.backends import Outcome, worker_environment
+from harness.runner import classify
+from harness.schema import (
+    BudgetSpec,
+    Energy,
+    EpochRecord,
+    Window,
+)
+from harness.worker.callbacks import budget_decision, forecast, target_reached
+from tests.conftest import REPO
+
+# --- runner: how a run's status is decided ---------------------------------------------
+
+
+def _metrics(status: str, error: str | None = None):
+    """A worker metrics record with only what classify reads (status and error)."""
+    from types import SimpleNamespace
+
+    from harness.schema import RunStatus
+
+    return SimpleNamespace(status=RunStatus(status), error=error)
+
+
+@pytest.mark.parametrize(("outcome", "worker", "status", "reason"), [
+    (Outcome(exit_code=0, duration_s=1), "ok", "ok", None),
+    (Outcome(exit_code=None, duration_s=1, interrupted=True), "partial", "interrupted", "Ctrl-C"),
+    (Outcome(exit_code=3, duration_s=1, timed_out=True), "partial", "timeout", "timeout_s"),
+    (Outcome(exit_code=137, duration_s=1, oom_killed=True), None, "failed", "out-of-memory"),
+    (Outcome(exit_code=3, duration_s=1), "partial", "partial", "boom"),
+    (Outcome(exit_code=3, duration_s=1), "over_budget", "over_budget", "boom"),
+    (Outcome(exit_code=0, duration_s=1), "failed", "failed", "exit code 0: boom"),
+    (Outcome(exit_code=-9, duration_s=1), None, "failed", "exit code -9: last line"),
+    (Outcome(exit_code=None, duration_s=1, reason="backend error: x"), None, "failed",
+     "backend error: x"),
+])
+def test_classify(outcome: Outcome, worker: str | None, status: str, reason: str | None) -> None:
+    metrics = _metrics(worker, "boom") if worker else None
+    got_status, got_reason = classify(outcome, metrics, ["first line", "last line"])
+    assert got_status == status
+    assert (got_reason is None) if reason is None else (reason in got_reason)
+
+
+# --- the worker's environment: explicit names only ----------------------------------------
+
+
+def test_worker_environment_is_an_explicit_list_of_names() -> None:
+    source = {"PATH": "/bin", "TF_CPP_MIN_LOG_LEVEL": "2", "TF_VAR_db_password": "secret",
+              "CUDA_VISIBLE_DEVICES": "0", "CUDA_SECRET_TOKEN": "x", "HARNESS_DATA_DIR": "/d",
+              "HARNESS_API_KEY": "k", "CODECARBON_COUNTRY_ISO_CODE": "USA", "HOME": "/root",
+              "AWS_SECRET_ACCESS_KEY": "a", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    env = worker_environment(source)
+    assert env["PATH"] == "/bin" and env["TF_CPP_MIN_LOG_LEVEL"] == "2"
+    assert env["CUDA_VISIBLE_DEVICES"] == "0" and env["HARNESS_DATA_DIR"] == "/d"
+    assert env["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    for secret in ("TF_VAR_db_password", "CUDA_SECRET_TOKEN", "HARNESS_API_KEY",
+                   "CODECARBON_COUNTRY_ISO_CODE", "HOME", "AWS_SECRET_ACCESS_KEY"):
+        assert secret not in env, secret
+    assert env["HARNESS_LIFELINE"] == "stdin" and env["PYTHONUNBUFFERED"] == "1"
+
+
+# --- image tags: the code, not the documentation ------------------------------------------
+
+
+def test_image_tag_follows_the_sources_not_the_documentation(tmp_path: Path) -> None:
+    from harness.backends.docker_backend import image_tag
+
+    root = tmp_path / "repo"
+    for name in ("Dockerfile.cpu", "pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, root / name) if root.exists() else (
+            root.mkdir(), shutil.copy(REPO / name, root / name))
+    shutil.copytree(REPO / "docker", root / "docker")
+    shutil.copytree(REPO / "harness", root / "harness",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    tag = image_tag("cpu", "sha256:base", root)
+    assert tag == image_tag("cpu", "sha256:base", root), "stable for the same inputs"
+    (root / "README.md").write_text("edited documentation\n")
+    assert image_tag("cpu", "sha256:base", root) == tag
+    assert image_tag("cpu", "sha256:other-base", root) != tag
+    source = root / "harness" / "stats.py"
+    source.write_text(source.read_text() + "\n# a change to the code\n")
+    assert image_tag("cpu", "sha256:base", root) != tag
+
+
+# --- cgroups and /proc -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "cpus"), [("max 100000", None), ("150000 100000", 1.5),
+                                            ("50000 100000\n", 0.5)])
+def test_parse_cpu_max(text: str, cpus: float | None) -> None:
+    assert hostinfo.parse_cpu_max(text) == cpus
+
+
+@pytest.mark.parametrize("text", ["", "100000", "-1 100000", "a b"])
+def test_parse_cpu_max_refuses_garbage(text: str) -> None:
+    with pytest.raises(ValueError):
+        hostinfo.parse_cpu_max(text)
+
+
+def test_parse_cfs_and_memory_limits() -> None:
+    assert hostinfo.parse_cfs("-1", "100000") is None
+    assert hostinfo.parse_cfs("200000\n", "100000\n") == 2.0
+    assert hostinfo.parse_memory_limit("max") is None
+    assert hostinfo.parse_memory_limit("4294967296\n") == 4 * 2**30
+    assert hostinfo.parse_memory_limit("9223372036854771712") is None  # v1: unlimited
+
+
+def test_parse_proc_stat_counts_busy_time_only() -> None:
+    text = "cpu  100 20 30 400 50 6 7 8 0 0\ncpu0 1 2 3 4 5 6 7 8\n"
+    assert hostinfo.parse_proc_stat(text, 100.0) == pytest.approx((100 + 20 + 30 + 6 + 7 + 8)
+                                                                  / 100)
+    assert hostinfo.parse_meminfo_total("MemTotal:  1024 kB\nMemFree: 1 kB\n") == 1024 * 1024
+
+
+# --- forecast, budget, target (the worker's arithmetic, without TensorFlow) ----------------
+
+
+def _energy(kwh: float) -> Energy:
+    return Energy(energy_kwh=kwh, cpu_kwh=kwh / 2, gpu_kwh=0.0, ram_kwh=kwh / 2, co2_kg=kwh / 10)
+
+
+def _epoch(n: int, kwh: float, duration: float = 10.0, val: float = 0.5) -> EpochRecord:
+    return EpochRecord(epoch=n, loss=1.0, accuracy=0.5, val_loss=1.0, val_accuracy=val,
+                       duration_s=duration, train_s=duration - 1, validation_s=1.0,
+                       energy=_energy(kwh))
+
+
+def test_forecast_is_setup_plus_mean_epoch_times_planned_plus_one_validation() -> None:
+    setup = Window(name="setup", duration_s=5.0, energy=_energy(0.01))
+    made = forecast(setup, [_epoch(1, 0.02), _epoch(2, 0.04)], 10, lambda kwh: kwh * 0.1)
+    assert made.after_epoch == 2
+    assert made.duration_s == pytest.approx(5 + 10 * 10 + 1)
+    # Evaluation: one validation pass (1 s) at the epochs' mean power (0.03 kWh / 10 s).
+    assert made.energy_kwh == pytest.approx(0.01 + 0.03 * 10 + 0.03 / 10)
+    assert made.co2_kg == pytest.approx(made.energy_kwh * 0.1)
+    assert forecast(None, [_epoch(1, 0.02)], 10, lambda kwh: kwh) is None
+
+
+def test_budget_decision() -> None:
+    made = forecast(Window(name="setup", duration_s=1, energy=_energy(0.0)),
+                    [_epoch(1, 0.1)], 5, lambda kwh: kwh * 0.5)
+    stop = budget_decision(BudgetSpec(limit=0.2, unit="kwh"), made)
+    assert stop.exceeded and stop.action == "stopped" and stop.forecast_value > 0.5
+    warn = budget_decision(BudgetSpec(limit=0.2, unit="kg", on_exceed="warn"), made)
+    assert warn.exceeded and warn.action == "warned"
+    fine = budget_decision(BudgetSpec(limit=10, unit="kg"), made)
+    assert not fine.exceeded and fine.action == "none"
+
+
+def test_target_accuracy_time_and_energy_to_the_first_epoch_reaching_it() -> None:
+    epochs = [_epoch(1, 0.1, val=0.4), _epoch(2, 0.2, val=0.72), _epoch(3, 0.3, val=0.8)]
+    reached = target_reached(0.7, epochs, lambda kwh: kwh)
+    assert reached.reached and reached.epoch == 2
+    assert reached.duration_s == 20.0 and reached.energy_kwh == pytest.approx(0.3)
+    never = target_reached(0.9, epochs, lambda kwh: kwh)
+    assert not never.reached and never.epoch is None
+
+
+# --- the training pipeline: speed only, never the mathematics ----------------------------
+
+
+@pytest.mark.slow
+def test_pipeline_shows_each_image_once_per_epoch_and_reshuffles() -> None:
+    """The worker's tf.data pipeline (index shuffle, gather, batch): every image exactly
+    once per epoch, scaled to [0, 1], labels kept with their images, a new order each
+    epoch, the same orders for the same seed."""
+    import numpy as np
+
+    from harness.model import train_dataset
+
+    n, batch = 250, 64  # ids fit in a uint8 pixel
+    x = np.arange(n, dtype=np.uint8).repeat(32 * 32 * 3).reshape(n, 32, 32, 3)
+    y = (np.arange(n) % 10).astype(np.uint8)
+
+    def epochs(seed: int, count: int = 2) -> list[list[int]]:
+        dataset = train_dataset(x, y, batch, seed)
+        orders = []
+        for _ in range(count):
+            order: list[int] = []
+            for images, labels in dataset:
+                ids = np.rint(images.numpy()[:, 0, 0, 0] * 255).astype(int)
+                assert images.numpy().max() <= 1.0
+                assert (labels.numpy() == ids % 10).all()
+                order.extend(ids.tolist())
+            orders.append(order)
+        return orders
+
+    first, second = epochs(seed=7)
+    assert sorted(first) == list(range(n)) and sorted(second) == list(range(n))
+    assert first != second, "a new order every epoch"
+    assert epochs(seed=7) == [first, second], "the same seed gives the same orders"
