@@ -16,7 +16,7 @@
 #
 # Usage:  docker/build-base-image.sh          (skips if the image exists)
 #         FORCE=1 docker/build-base-image.sh  (rebuilds)
-# Env:    MIRROR=http://...    Debian mirror (default: the host's apt mirror)
+# Env:    MIRROR=http://...    Debian mirror (default: the host's apt mirror; refused without one)
 #         SECURITY_MIRROR=...  Debian security mirror (default: the host's)
 #         IMAGE=name:tag       (default harness-base:bookworm-py311)
 #         HOST_CA_BUNDLE=path  (default /etc/ssl/certs/ca-certificates.crt)
@@ -54,10 +54,12 @@ if [[ "${FORCE:-0}" != 1 ]] && docker image inspect "$IMAGE" >/dev/null 2>&1; th
     exit 0
 fi
 
+# The host's own apt sources, or MIRROR / SECURITY_MIRROR: never a built-in address, so
+# a site that can reach only its own mirror never tries (and waits on) another one.
 MIRROR="${MIRROR:-$(host_mirror '/debian/?$')}"
 SECURITY_MIRROR="${SECURITY_MIRROR:-$(host_mirror '/debian-security/?$')}"
-MIRROR="${MIRROR:-http://deb.debian.org/debian}"
-SECURITY_MIRROR="${SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
+[[ -n "$MIRROR" ]] || die "no Debian mirror: the host has no apt source for Debian (/etc/apt/sources.list{,.d}); set MIRROR=http://your.mirror/debian"
+[[ -n "$SECURITY_MIRROR" ]] || die "no Debian security mirror in the host's apt sources; set SECURITY_MIRROR=http://your.mirror/debian-security"
 MIRROR="${MIRROR%/}"
 SECURITY_MIRROR="${SECURITY_MIRROR%/}"
 

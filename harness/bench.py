@@ -195,7 +195,10 @@ def _timed_harness_run(backend: str, scenario: Path, results_dir: Path, data_dir
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "harness", "run", str(scenario),
                            "--backend", backend, "--results-dir", str(results_dir),
-                           "--data-dir", str(data_dir), "--session", session],
+                           "--data-dir", str(data_dir), "--session", session,
+                           # The idle baseline is a once-per-session (or per-hour) cost,
+                           # not a run's; the machine meter runs, as in every run.
+                           "--no-idle"],
                           capture_output=True, text=True, cwd=REPO_ROOT, timeout=timeout_s)
     wall = time.perf_counter() - start
     if proc.returncode != 0:

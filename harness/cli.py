@@ -94,13 +94,16 @@ def _plain(console: Console) -> LineSink:
 
 
 def _stop_on_sigterm() -> None:
-    """Treat SIGTERM like Ctrl-C, so the running worker and its container are stopped
-    and removed, and the session stays readable, when the harness itself is stopped."""
+    """Treat SIGTERM and SIGHUP (the terminal closed) like Ctrl-C, so the running worker
+    and its container are stopped and removed, and the session stays readable, when the
+    harness itself is stopped. (SIGKILL cannot be caught: the worker's lifeline, its
+    stdin, closes then, and it stops itself.)"""
 
     def _raise(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _raise)
+    signal.signal(signal.SIGHUP, _raise)
 
 
 def _console() -> Console:
@@ -122,7 +125,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.session is not None:
         check_session_name(args.session)
     backend = _make_backend(args, console)
-    runner = Runner(backend, args.results_dir, args.data_dir or dataset.default_data_dir(), console)
+    runner = Runner(backend, args.results_dir, args.data_dir or dataset.default_data_dir(), console,
+                    idle_s=0.0 if args.no_idle else args.idle_s,
+                    idle_max_age_s=0.0 if args.no_idle else args.idle_max_age,
+                    machine_meter=not args.no_machine_meter)
     session_dir, records = runner.run(runs, session=args.session,
                                       scenario_files=[str(item.path) for item in loaded],
                                       argv=sys.argv)
@@ -148,16 +154,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
         check_out_dir(args.out)
     sessions, load_warnings = load(args.dirs)
     _report(sessions, load_warnings, out=args.out, baseline=args.baseline, fmt=args.format,
-            scope=args.scope)
+            scope=args.scope, attribution=args.attribution, net=args.net)
     return 0
 
 
 def _report(sessions: list[LoadedSession], load_warnings: list[str], *, out: Path | None,
-            baseline: str | None, fmt: str, scope: str) -> None:
+            baseline: str | None, fmt: str, scope: str, attribution: str = "attributed",
+            net: bool = False) -> None:
     """Print the comparison tables and write report.md, CSV, JSON and plots."""
     from harness.report import build_report, default_out_dir, render_text, write_report
 
-    report = build_report(sessions, baseline=baseline, warnings=load_warnings, scope=scope)
+    report = build_report(sessions, baseline=baseline, warnings=load_warnings, scope=scope,
+                          attribution=attribution, net=net)
     print(render_text(report, fmt))
     out_dir = out or default_out_dir(sessions)
     written = write_report(report, out_dir)
@@ -177,11 +185,12 @@ def _cmd_data(args: argparse.Namespace) -> int:
     if args.action == "fetch":
         root = dataset.fetch(data_dir)
     elif args.action == "import":
-        root = dataset.import_archive(args.archive, data_dir)
+        root = dataset.import_archive(args.archive, data_dir, name=args.name)
     elif args.action == "synth":
-        root = dataset.synthetic_root(data_dir, args.train_size, args.test_size, args.seed)
+        root = dataset.synthetic_root(data_dir, args.train_size, args.test_size, args.seed,
+                                      args.difficulty)
         dataset.synthesize(root, train_size=args.train_size, test_size=args.test_size,
-                           seed=args.seed)
+                           seed=args.seed, difficulty=args.difficulty)
     else:
         entries = dataset.status(data_dir)
         if not entries:
@@ -244,6 +253,61 @@ def _cmd_image(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ps(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from harness import state
+
+    sessions = state.entries()
+    rows = [{"session": e.session, "directory": e.session_dir, "pid": e.pid, "host": e.host,
+             "state": "running" if e.alive else "dead (harness gone)"} for e in sessions]
+    print(tabulate(rows, headers="keys", tablefmt="simple") if rows
+          else "no harness session is running")
+    containers = _containers_or_note()
+    if containers is not None:
+        rows = [{"container": c.name, "status": c.status, "session": c.session, "run": c.run,
+                 "owner": f"pid {c.owner_pid} on {c.owner_host}",
+                 "owner alive": "yes" if c.owner_alive else "no (orphan)"} for c in containers]
+        print("\n" + (tabulate(rows, headers="keys", tablefmt="simple") if rows
+                      else "no harness container"))
+    return 0
+
+
+def _containers_or_note() -> list | None:
+    """The harness's containers, or None (with a note) when no Docker engine answers."""
+    from harness.backends.docker_backend import docker_answers, harness_containers
+
+    if not docker_answers():
+        print("\n(no Docker engine answers: containers not listed)")
+        return None
+    import docker
+
+    return harness_containers(docker.from_env(timeout=10))
+
+
+def _cmd_clean(args: argparse.Namespace) -> int:
+    from harness.runner import reap_dead_sessions
+
+    marked = reap_dead_sessions(print)
+    reaped: list = []
+    removed: list[str] = []
+    from harness.backends.docker_backend import docker_answers
+
+    if docker_answers():
+        from harness.backends.docker_backend import DockerBackend
+
+        backend = DockerBackend(log=print)
+        reaped = backend.reap(print)
+        if args.images:
+            removed = backend.remove_unused_images(print)
+    elif args.images:
+        print("no Docker engine answers: no image removed")
+    print(f"clean: {marked} run(s) of dead sessions marked orphaned, {len(reaped)} orphan "
+          f"container(s) stopped and removed" + (f", {len(removed)} unused worker image(s) "
+                                                  "removed" if args.images else ""))
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from harness.bench import config_from_args, render, run_bench
 
@@ -282,6 +346,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", type=Path, default=Path("results"))
     p.add_argument("--data-dir", type=Path, help="datasets (default: $HARNESS_DATA_DIR or data/)")
     p.add_argument("--synthetic", action="store_true", help=SYNTHETIC_HELP)
+    p.add_argument("--idle-s", type=float, default=30.0, metavar="S",
+                   help="measure the host's idle power for S seconds before the first run "
+                   "(default 30), so every run gets net figures beside gross ones")
+    p.add_argument("--idle-max-age", type=float, default=3600.0, metavar="S",
+                   help="reuse an idle measurement younger than S seconds (default 3600)")
+    p.add_argument("--no-idle", action="store_true",
+                   help="no idle baseline (no net figures in the report)")
+    p.add_argument("--no-machine-meter", action="store_true",
+                   help="no machine scope: do not run CodeCarbon on the host around each run")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser(
@@ -306,18 +379,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the time and energy every figure and ratio covers: training (fit "
                    "with its validation; the default), run (what the tracker saw: set-up, "
                    "training, evaluation) or process (from process start, partly estimated)")
+    p.add_argument("--attribution", default="attributed", choices=["attributed", "tracker"],
+                   help="whose energy: attributed (the run's own GPUs, CPU and RAM in proportion "
+                   "to what it was granted; the default) or tracker (what its CodeCarbon "
+                   "tracker reported)")
+    p.add_argument("--net", action="store_true",
+                   help="subtract the idle baseline (power measured before the session x "
+                   "duration) from every energy figure")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("data", help="get or generate the dataset")
     p.add_argument("--data-dir", type=Path, help="default: $HARNESS_DATA_DIR or data/")
     data_sub = p.add_subparsers(dest="action", required=True)
     data_sub.add_parser("fetch", help="download CIFAR-10 and verify its MD5")
-    imp = data_sub.add_parser("import", help="import a cifar-10-python.tar.gz obtained elsewhere")
+    imp = data_sub.add_parser("import", help="import a cifar-10-python.tar.gz obtained elsewhere "
+                              "(MD5-checked), or with --name a non-official CIFAR-format archive")
     imp.add_argument("archive", type=Path)
+    imp.add_argument("--name", help="import a non-official CIFAR-format archive under this name "
+                     "(lower-case letters, digits, hyphens) into data/custom-NAME; scenarios use "
+                     "it as dataset: {kind: custom, name: NAME} and every result is labelled "
+                     "with it")
     syn = data_sub.add_parser("synth", help="generate a dataset in CIFAR-10's on-disk format")
     syn.add_argument("--train-size", type=int, default=50_000)
     syn.add_argument("--test-size", type=int, default=10_000)
     syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--difficulty", default="easy", choices=["easy", "cifar-like"],
+                     help="easy: learnt to ~99%% in one epoch (a smoke test); cifar-like: the "
+                     "research CNN reaches about 70%% after 10 epochs (README, Data)")
     data_sub.add_parser("status", help="list the datasets on disk")
     p.set_defaults(func=_cmd_data)
 
@@ -334,9 +422,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_arguments(p)
     p.set_defaults(func=_cmd_bench)
 
+    p = sub.add_parser("ps", help="the harness sessions running on this machine, and their "
+                       "containers (an orphan is one whose harness is gone)")
+    p.set_defaults(func=_cmd_ps)
+
+    p = sub.add_parser("clean", help="mark runs of dead sessions orphaned, stop and remove "
+                       "orphan containers; --images also removes unused worker images")
+    p.add_argument("--images", action="store_true",
+                   help="also remove worker images other than the current sources' tags")
+    p.set_defaults(func=_cmd_clean)
+
     p = sub.add_parser("regions", help="list known regions, or show the carbon intensity of some")
     p.add_argument("regions", nargs="*")
     p.set_defaults(func=_cmd_regions)
+
     return parser
 
 

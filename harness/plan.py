@@ -23,11 +23,14 @@ def run_id(scenario: str, hardware: str, repeat: int, repeats: int) -> str:
     return f"{scenario}__{hardware}__r{repeat:0{width}d}"
 
 
-def _run_budget(scenario: Scenario) -> BudgetSpec | None:
+def _budget(scenario: Scenario, which: str) -> BudgetSpec | None:
+    """The scenario's ``run`` or ``session`` budget as the run spec carries it."""
     budget = scenario.budget
-    if budget is None or budget.run is None:
+    limit = getattr(budget, which) if budget is not None else None
+    if budget is None or limit is None:
         return None
-    return BudgetSpec(limit=budget.run.limit, unit=budget.run.unit, on_exceed=budget.on_exceed)
+    return BudgetSpec(limit=limit.limit, unit=limit.unit, on_exceed=budget.on_exceed,
+                      source="run" if which == "run" else "session")
 
 
 def expand(loaded: list[LoadedScenario], dataset: DatasetSpec | None = None) -> list[RunSpec]:
@@ -59,7 +62,8 @@ def expand(loaded: list[LoadedScenario], dataset: DatasetSpec | None = None) -> 
                         tracker=scenario.tracker,
                         timeout_s=scenario.timeout_s,
                         seed=scenario.training.seed_for(repeat),
-                        budget=_run_budget(scenario),
+                        budget=_budget(scenario, "run"),
+                        session_budget=_budget(scenario, "session"),
                         forecast_after_epoch=scenario.forecast_after_epoch,
                         target_accuracy=scenario.target_accuracy,
                     )

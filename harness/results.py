@@ -28,7 +28,7 @@ import io
 import itertools
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,6 +41,7 @@ from harness.schema import (
     UPGRADE_HINT,
     EmissionsRow,
     History,
+    IdleBaseline,
     Metrics,
     Outcome,
     RunFile,
@@ -78,6 +79,19 @@ def write_outcome(run_dir: Path, outcome: Outcome) -> None:
     if path.exists():
         raise FileExistsError(f"{path} exists; a finished run is never overwritten")
     write_model(path, outcome)
+
+
+def mark_orphaned(run_dir: Path | None, exit_code: int | None, tail: list[str], reason: str,
+                  *, backend: str) -> bool:
+    """Write outcome.json (status orphaned) for a run whose harness died; False if the
+    run directory is not here or already has an outcome."""
+    if run_dir is None or not (run_dir / "run.json").exists() or (run_dir / "outcome.json").exists():
+        return False
+    write_outcome(run_dir, Outcome(
+        run_id=run_dir.name, status=RunStatus.ORPHANED, exit_code=exit_code, duration_s=0.0,
+        reason=reason, log_tail=tail[-20:], backend=backend, provenance={"backend": backend},
+        finished_at=now_iso()))
+    return True
 
 
 # --- reading: CodeCarbon's CSV -------------------------------------------------------------
@@ -167,6 +181,8 @@ class LoadedRun:
     """Facts worth a warning that do not make the run damaged."""
     planned_only: bool = False
     """Named in session.json's plan, but no directory: the session ended first."""
+    idle: IdleBaseline | None = None
+    """The idle baseline of the run's session (for net figures), if it had one."""
 
     @property
     def spec(self) -> RunSpec | None:
@@ -413,6 +429,8 @@ def load_session(session_dir: Path) -> LoadedSession:
     except FileProblem as exc:
         problem = exc.render()
     runs = [load_run(d, session_dir.name) for d in _run_dirs(session_dir)]
+    if session is not None and session.idle is not None:
+        runs = [replace(run, idle=session.idle) for run in runs]
     if session is not None:
         present = {r.run_id for r in runs}
         for run_id in session.runs:

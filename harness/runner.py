@@ -123,6 +123,21 @@ def prepare_data(runs: list[RunSpec], data_dir: Path, console: Console) -> None:
             )
 
 
+class _Quiet:
+    """A text file whose writes and close never raise (a full disk loses lines only)."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    def write(self, text: str) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.handle.write(text)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.handle.close()
+
+
 def _present(root: Path) -> bool:
     """Whether every file of a data set is there (cheap: the worker's loader checks them)."""
     batches = root / dataset.BATCHES_DIRNAME
@@ -244,25 +259,122 @@ def _event_text(event: dict[str, Any]) -> str | None:
     return None
 
 
+def reap_dead_sessions(log: Any) -> int:
+    """Mark the runs of sessions whose harness died (no outcome.json) as orphaned and
+    forget those sessions; returns how many runs were marked."""
+    from harness import state
+    from harness.results import mark_orphaned
+
+    marked = 0
+    for entry in state.dead_sessions():
+        session_dir = Path(entry.session_dir)
+        for run_dir in sorted(session_dir.glob("*/run.json")):
+            if mark_orphaned(run_dir.parent, None, [],
+                             f"its harness (pid {entry.pid}) died during the run; marked by a "
+                             "later harness", backend="unknown"):
+                marked += 1
+                log(f"marked {run_dir.parent} orphaned: its session's harness (pid "
+                    f"{entry.pid}) is gone")
+        state.unregister(entry.session_id)
+    return marked
+
+
+@dataclass
+class Budgets:
+    """What each scenario's runs have spent in this session, against its session budget."""
+
+    spent: dict[str, float]
+    last: dict[tuple[str, str], float]
+    """(scenario, hardware) -> what the last finished run of that group spent."""
+
+    def value(self, metrics: Metrics | None, unit: str) -> float | None:
+        if metrics is None or metrics.scopes is None or metrics.scopes.run.energy is None:
+            return None
+        energy = metrics.scopes.run.energy
+        return energy.co2_kg if unit == "kg" else energy.energy_kwh
+
+    def record(self, spec: RunSpec, metrics: Metrics | None) -> None:
+        if spec.session_budget is None:
+            return
+        value = self.value(metrics, spec.session_budget.unit)
+        if value is not None:
+            self.spent[spec.scenario] = self.spent.get(spec.scenario, 0.0) + value
+            self.last[(spec.scenario, spec.hardware.name)] = value
+
+    def check(self, spec: RunSpec) -> tuple[RunSpec, str | None]:
+        """The spec the worker gets (held to what is left), or a reason not to start it."""
+        budget = spec.session_budget
+        if budget is None:
+            return spec, None
+        spent = self.spent.get(spec.scenario, 0.0)
+        left = budget.limit - spent
+        same = self.last.get((spec.scenario, spec.hardware.name))
+        forecast = same if same is not None else (
+            max((v for (sc, _), v in self.last.items() if sc == spec.scenario), default=None))
+        unit = budget.unit
+        over = left <= 0 or (forecast is not None and spent + forecast > budget.limit)
+        if over and budget.on_exceed == "stop":
+            guess = (f" + the next run's forecast {forecast:.3g} {unit} (its group's last run)"
+                     if forecast is not None else "")
+            return spec, (f"session budget of {budget.limit:.3g} {unit} for scenario "
+                          f"{spec.scenario}: {spent:.3g} {unit} spent{guess} would exceed it; "
+                          "not started")
+        held = spec.budget
+        if left > 0 and (held is None or (held.unit == unit and held.limit > left)):
+            held = budget.model_copy(update={"limit": left})
+        return spec.model_copy(update={"budget": held}), None
+
+
 class Runner:
-    """Runs a plan through one backend, writing a new session directory."""
+    """Runs a plan through one backend, writing a new session directory.
+
+    Around the runs: sessions whose harness died are reaped first (their runs marked
+    orphaned, their containers stopped); this session registers itself so that another
+    one started beside it knows (both record it); the host's idle power is measured (or a
+    recent measurement reused) before the first run; the machine meter runs around each
+    run; session budgets are checked before each run starts.
+    """
 
     def __init__(self, backend: Backend, results_dir: Path, data_dir: Path,
-                 console: Console | None = None) -> None:
+                 console: Console | None = None, *, idle_s: float = 30.0,
+                 idle_max_age_s: float = 3600.0, machine_meter: bool = True) -> None:
         self.backend = backend
         self.results_dir = results_dir
         self.data_dir = data_dir
         self.console = console or Console(stderr=True, soft_wrap=True)
+        self.idle_s = idle_s
+        self.idle_max_age_s = idle_max_age_s
+        self.machine_meter = machine_meter
+        self.concurrent: list[str] = []
+
+    def _say(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False)
+
+    def _others(self, session_id: str) -> list[str]:
+        from harness import state
+
+        others = [entry.label for entry in state.live_sessions(exclude=session_id)]
+        for label in others:
+            if label not in self.concurrent:
+                self.concurrent.append(label)
+                self._say(f"warning: session {label} is running on this machine too: their "
+                          "measurements disturb each other (recorded in both)")
+        return others
 
     def run(self, runs: list[RunSpec], *, session: str | None, scenario_files: list[str],
             argv: list[str]) -> tuple[Path, list[RunRecord]]:
         """Run every planned run; returns the session directory and one record per run."""
+        from harness import state
+
         check_results_dir(self.results_dir)
         if session is not None:
             check_session_name(session)
+        reap_dead_sessions(self._say)
+        self.backend.reap(self._say)
         for warning in self.backend.preflight(runs):
             self.console.print(f"[yellow]warning:[/] {warning}")
         prepare_data(runs, self.data_dir, self.console)
+        idle, idle_note = self._idle()
         session_dir = create_session_dir(self.results_dir, session, runs)
         record = Session(
             session=session_dir.name, session_id=uuid.uuid4().hex, created_at=now_iso(),
@@ -270,22 +382,58 @@ class Runner:
             host=HostRecord(hostname=platform.node(), platform=platform.platform(),
                             python=platform.python_version()),
             backend=self.backend.describe(), argv=argv, scenario_files=scenario_files,
-            runs=[run.run_id for run in runs])
-        write_session(session_dir, record)
-        self.console.print(f"session: {session_dir}")
+            runs=[run.run_id for run in runs], idle=idle, idle_note=idle_note)
+        try:
+            write_session(session_dir, record)
+        except UserError:
+            with contextlib.suppress(OSError):
+                session_dir.rmdir()  # nothing of it was written: leave no empty session
+            raise
+        state.register(record.session_id, session_dir)
+        try:
+            self._others(record.session_id)
+            self._say(f"session: {session_dir}")
+            records = self._run_all(runs, session_dir, record)
+        finally:
+            state.unregister(record.session_id)
+            if self.concurrent:
+                with contextlib.suppress(UserError):
+                    write_session(session_dir, record.model_copy(
+                        update={"concurrent_sessions": list(self.concurrent)}))
+        return session_dir, records
+
+    def _idle(self) -> tuple[Any, str]:
+        from harness.meter import idle_baseline
+
+        if self.idle_s <= 0 and self.idle_max_age_s <= 0:
+            return None, "idle baseline skipped (--no-idle): no net figures"
+        if self.idle_s > 0:
+            self._say(f"idle baseline: measuring the machine's idle power for {self.idle_s:.0f} s "
+                      "(or reusing a recent measurement)")
+        baseline, note = idle_baseline(self.idle_s, self.idle_max_age_s)
+        self._say(f"idle baseline: {note}")
+        return baseline, note
+
+    def _run_all(self, runs: list[RunSpec], session_dir: Path,
+                 record: Session) -> list[RunRecord]:
         records: list[RunRecord] = []
+        budgets = Budgets(spent={}, last={})
         with Display(self.console) as display:
-            for index, spec in enumerate(runs, start=1):
+            for index, planned in enumerate(runs, start=1):
+                spec, refusal = budgets.check(planned)
                 display.run_started(index, len(runs), spec)
-                result = self._run_one(spec, session_dir, record, display)
+                if refusal is not None:
+                    result = self._refuse(spec, session_dir, record, refusal)
+                else:
+                    result = self._run_one(spec, session_dir, record, display)
+                    budgets.record(spec, _worker_metrics(session_dir / spec.run_id))
                 records.append(result)
                 display.run_finished(result)
                 if result.status is RunStatus.INTERRUPTED:
                     break
-        return session_dir, records
+        return records
 
-    def _run_one(self, spec: RunSpec, session_dir: Path, session: Session,
-                 display: Display) -> RunRecord:
+    def _prepare(self, spec: RunSpec, session_dir: Path, session: Session) -> Path:
         run_dir = session_dir / spec.run_id
         try:
             run_dir.mkdir()
@@ -293,9 +441,46 @@ class Runner:
             raise disk_error(exc, run_dir) from None
         write_run_file(run_dir, spec, session=session.session, session_id=session.session_id,
                        created_at=now_iso(), backend=self.backend.name)
+        return run_dir
+
+    def _refuse(self, spec: RunSpec, session_dir: Path, session: Session,
+                reason: str) -> RunRecord:
+        """A run the session budget does not allow: recorded, never started."""
+        run_dir = self._prepare(spec, session_dir, session)
+        write_outcome(run_dir, OutcomeRecord(
+            run_id=spec.run_id, status=RunStatus.OVER_BUDGET, exit_code=None, duration_s=0.0,
+            reason=reason, log_tail=[], backend=self.backend.name, provenance={},
+            finished_at=now_iso()))
+        return RunRecord(spec.run_id, RunStatus.OVER_BUDGET, 0.0, reason)
+
+    def _meter(self, spec: RunSpec, run_dir: Path) -> Any:
+        if not self.machine_meter:
+            return None
+        from harness.meter import Meter
+
+        try:
+            meter = Meter(run_dir, home_region=spec.home_region, pue=spec.tracker.pue)
+            meter.start()
+            return meter
+        except Exception as exc:  # CodeCarbon failing must not cost the run itself
+            self._say(f"warning: machine meter did not start ({type(exc).__name__}: {exc}); "
+                      "this run has no machine scope")
+            return None
+
+    def _run_one(self, spec: RunSpec, session_dir: Path, session: Session,
+                 display: Display) -> RunRecord:
+        run_dir = self._prepare(spec, session_dir, session)
+        others = set(self._others(session.session_id))
+        meter = self._meter(spec, run_dir)
         tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
         log_lock = threading.Lock()
-        with (run_dir / "worker.log").open("a", buffering=1) as log:
+        try:
+            log_file = (run_dir / "worker.log").open("a", buffering=1)
+        except OSError as exc:
+            raise disk_error(exc, run_dir / "worker.log") from None
+        # A full disk must not cost the run its outcome: lines that cannot be written are
+        # dropped (the last ones are kept in outcome.json's log tail).
+        with contextlib.closing(_Quiet(log_file)) as log:
 
             def on_line(line: str) -> None:
                 if line.startswith(PROGRESS_PREFIX):
@@ -305,8 +490,7 @@ class Runner:
                             display.event(spec, event)
                     return
                 with log_lock:
-                    with contextlib.suppress(OSError):
-                        log.write(line + "\n")
+                    log.write(line + "\n")
                     tail.append(line)
 
             job = Job(run=spec, run_dir=run_dir, data_dir=self.data_dir,
@@ -327,14 +511,22 @@ class Runner:
                     self.backend.stop_all()
                 line = f"backend error: {type(exc).__name__}: {exc}"
                 tail.append(line)
-                with contextlib.suppress(OSError):
-                    log.write(line + "\n")
+                log.write(line + "\n")
                 outcome = Outcome(exit_code=None, duration_s=time.perf_counter() - start,
                                   reason=line, provenance={"backend": self.backend.name,
                                                            "error": line})
+        machine = None
+        if meter is not None:
+            try:
+                machine = meter.stop()
+            except Exception as exc:
+                self._say(f"warning: machine meter failed ({type(exc).__name__}: {exc})")
+        others |= set(self._others(session.session_id))
         status, reason = classify(outcome, _worker_metrics(run_dir), list(tail))
         write_outcome(run_dir, OutcomeRecord(
             run_id=spec.run_id, status=status, exit_code=outcome.exit_code,
             duration_s=outcome.duration_s, reason=reason, log_tail=list(tail),
-            backend=self.backend.name, provenance=outcome.provenance, finished_at=now_iso()))
+            backend=self.backend.name, provenance=outcome.provenance, finished_at=now_iso(),
+            machine=machine, concurrent_sessions=sorted(others),
+            slurm=outcome.slurm))
         return RunRecord(spec.run_id, status, outcome.duration_s, reason)

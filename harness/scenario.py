@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import stat
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -43,7 +44,9 @@ def _int_as_float(value: Any) -> Any:
 Number = Annotated[float, BeforeValidator(_int_as_float)]
 
 _MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)([kmg])$", re.IGNORECASE)
-_CPUSET_RE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+_CPUSET_RE = re.compile(r"^\d{1,5}(-\d{1,5})?(,\d{1,5}(-\d{1,5})?)*$")
+#: The highest CPU id a cpuset may name (Linux's default NR_CPUS is 8192; 4095 is plenty).
+MAX_CPU_ID = 4095
 _EXAMPLE = "see scenarios/demo.yaml for a complete example"
 #: Separates the problem from its fix inside a validator's ValueError message.
 _FIX = " || fix: "
@@ -60,22 +63,42 @@ class HardwareSpec(_Strict):
 
     name: Name
     device: Literal["cpu", "gpu"]
-    cpus: Number | None = Field(default=None, gt=0, le=1024)
-    """Number of CPUs the run may use (Docker ``--cpus``: a CPU-time quota)."""
+    cpus: Number | None = Field(default=None, ge=0.01, le=1024)
+    """Number of CPUs the run may use (Docker ``--cpus``: a CPU-time quota; Docker's
+    smallest is 0.01)."""
     cpuset: str | None = None
     """CPUs the run is pinned to, e.g. ``"0"`` or ``"0-3,8"`` (Docker ``--cpuset-cpus``)."""
     memory: str | None = None
     """Memory limit, e.g. ``"4g"`` or ``"512m"`` (Docker ``--memory``)."""
     gpus: int | None = Field(default=None, ge=1, le=64)
     """Number of GPUs (GPU devices only; default 1)."""
-    gpu_ids: list[Annotated[int, Field(ge=0)]] | None = None
-    """Explicit GPU indices (GPU devices only; excludes ``gpus``)."""
+    gpu_ids: list[Annotated[int, Field(ge=0, le=255)]] | None = Field(default=None, min_length=1,
+                                                                       max_length=64)
+    """Explicit GPU indices (GPU devices only; excludes ``gpus``; at least one)."""
 
     @field_validator("cpuset")
     @classmethod
     def _cpuset_syntax(cls, value: str | None) -> str | None:
-        if value is not None and not _CPUSET_RE.match(value):
-            raise ValueError(f"{value!r} is not a CPU list{_FIX}write it like \"0\", \"0-3\" or \"0,2-3\"")
+        if value is None:
+            return value
+        if not _CPUSET_RE.match(value) or len(value) > 200:
+            raise ValueError(f"{value[:40]!r} is not a CPU list{_FIX}write it like \"0\", "
+                             "\"0-3\" or \"0,2-3\"")
+        for part in value.split(","):
+            low, _, high = part.partition("-")
+            if high and int(high) < int(low):
+                raise ValueError(f"range {part!r} runs backwards{_FIX}write it low-high, e.g. "
+                                 f"\"{high}-{low}\"")
+            if int(high or low) > MAX_CPU_ID:
+                raise ValueError(f"CPU {int(high or low)} is beyond any machine this harness "
+                                 f"knows (ids up to {MAX_CPU_ID}){_FIX}name CPUs the host has")
+        return value
+
+    @field_validator("gpu_ids")
+    @classmethod
+    def _gpu_ids_unique(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError(f"a GPU is listed twice in {value}{_FIX}list each GPU once")
         return value
 
     @field_validator("memory")
@@ -335,49 +358,114 @@ class LoadedScenario(BaseModel):
 
 # --- loading ---------------------------------------------------------------------------
 
+#: Bounds on what is read from a scenario file: a real one is a few hundred bytes.
+MAX_FILE_BYTES = 256 * 1024
+MAX_DEPTH = 16
+MAX_NODES = 20_000
+#: Problems printed at most; the rest are counted.
+MAX_PROBLEMS = 20
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe loader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+
+class _ScenarioLoader(yaml.SafeLoader):
+    """A safe loader that refuses duplicate keys (PyYAML silently keeps the last one) and
+    keys that are not scalars (a mapping or a list as a key names nothing), and accepts
+    merge keys (``<<: *defaults``) as ``yaml.safe_load`` does: an explicit key then wins
+    over a merged one, as the YAML spec says."""
 
 
-def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict:
+def _construct_mapping(loader: _ScenarioLoader, node: yaml.MappingNode) -> dict:
     seen: set[Any] = set()
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise yaml.constructor.ConstructorError(
+                None, None, "a key must be a plain name, not a mapping or a list (a YAML "
+                "'complex key')", key_node.start_mark)
         key = loader.construct_object(key_node)
         if key in seen:
             raise yaml.constructor.ConstructorError(
-                None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
-            )
+                None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark)
         seen.add(key)
+    loader.flatten_mapping(node)  # merge keys: explicit keys stay, merged ones fill in
     return loader.construct_mapping(node)
 
 
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
-)
+_ScenarioLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _check_shape(root: yaml.Node, path: Path) -> None:
+    """Refuse a document nested deeper than MAX_DEPTH or holding more than MAX_NODES
+    nodes once aliases are expanded (a "billion laughs" file): before anything of it is
+    constructed."""
+    count = 0
+    stack: list[tuple[yaml.Node, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if depth > MAX_DEPTH:
+            raise UserError(f"nested more than {MAX_DEPTH} levels deep", source=path,
+                            fix=f"a scenario is a few levels deep; {_EXAMPLE}")
+        if count > MAX_NODES:
+            raise UserError(f"more than {MAX_NODES} values (aliases expanded)", source=path,
+                            fix=f"a scenario holds a few dozen values; {_EXAMPLE}")
+        if isinstance(node, yaml.MappingNode):
+            stack.extend((child, depth + 1) for pair in node.value for child in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((child, depth + 1) for child in node.value)
+
+
+def _read_scenario(path: Path) -> str:
+    """The text of a scenario file: a regular file, not too large, UTF-8."""
+    fix = "check the path; scenario files live in scenarios/"
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise UserError("no such file", source=path, fix=fix) from None
+    except OSError as exc:  # a symlink loop, a name too long, no permission on the way
+        raise UserError(f"cannot be opened ({exc.strerror or exc})", source=path,
+                        fix=fix) from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file (a device, " \
+            "a pipe or a socket)"
+        raise UserError(f"is {kind}", source=path, fix="pass a YAML file")
+    if info.st_size > MAX_FILE_BYTES:
+        raise UserError(f"is {info.st_size} bytes; a scenario file may have {MAX_FILE_BYTES}",
+                        source=path, fix=f"a scenario is a few hundred bytes; {_EXAMPLE}")
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
+        return data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot be read ({exc.__class__.__name__})", source=path,
+                        fix="pass a readable UTF-8 YAML file") from None
 
 
 def load_scenario(path: Path) -> LoadedScenario:
     """Read and validate one scenario file.
 
     Raises:
-        UserError: the file is missing, empty, not YAML, or does not match the schema.
+        UserError: the file is missing, not a regular file, too large, empty, not YAML, of
+            an unsafe shape, or does not match the schema.
     """
+    text = _read_scenario(path)
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise UserError("no such file", source=path,
-                        fix="check the path; scenario files live in scenarios/") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read it ({exc.__class__.__name__})", source=path,
-                        fix="pass a readable YAML file") from None
-    try:
-        document = yaml.load(text, Loader=_UniqueKeyLoader)
+        loader = _ScenarioLoader(text)
+        try:
+            root = loader.get_single_node()
+            if root is not None:
+                _check_shape(root, path)
+            document = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         duplicate = "appears twice" in str(exc)
         raise UserError(_describe_yaml_error(exc), source=path,
                         fix="keep one of the two keys" if duplicate
-                        else "correct the YAML syntax at that line") from None
+                        else "correct the YAML at that line") from None
+    except RecursionError:
+        raise UserError(f"nested more than {MAX_DEPTH} levels deep", source=path,
+                        fix=_EXAMPLE) from None
     if document is None:
         raise UserError("the file is empty", source=path,
                         fix=f"declare name, dataset, hardware and regions; {_EXAMPLE}")
@@ -495,7 +583,11 @@ def _schema_error(exc: ValidationError, path: Path) -> UserError:
         fix = own_fix or _fix_for(error, key)
         problems.append((key, message, fix))
     errors = [
-        UserError(message, source=path, key=key, fix=fix or None) for key, message, fix in problems
+        UserError(message, source=path, key=key, fix=fix or None)
+        for key, message, fix in problems[:MAX_PROBLEMS]
     ]
+    if len(problems) > MAX_PROBLEMS:
+        errors.append(UserError(f"... and {len(problems) - MAX_PROBLEMS} more problem(s) not "
+                                "shown", source=path, fix="correct the ones above first"))
     first = errors[0]
     return UserError(first.message, source=path, key=first.key, fix=first.fix, also=errors[1:])

@@ -174,6 +174,9 @@ class RunSpec(Record):
     """The training seed this repeat uses (``training.seed`` + repeat - 1 unless
     ``training.seed_policy`` is ``fixed``)."""
     budget: BudgetSpec | None = None
+    """What the worker is held to (the run's budget, or what is left of the session's)."""
+    session_budget: BudgetSpec | None = None
+    """The scenario's budget for all its runs in one session (the runner checks it)."""
     forecast_after_epoch: Annotated[int, Field(ge=1)] = 1
     target_accuracy: Fraction | None = None
 
@@ -596,6 +599,8 @@ class IdleBaseline(Record):
     estimated: bool
     """True when any component's power was estimated (then so is the baseline)."""
     methods: list[PowerMethod]
+    gpu_count: Count = 0
+    """GPUs the machine has (their idle power is gpu_w together)."""
     reused_from: str | None = None
     """A cached measurement reused (younger than the configured age)."""
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,6 +14,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# The tests' sessions register in a state directory of their own (harness.state), so a
+# test that kills a harness on purpose leaves nothing for the user's own sessions to reap.
+os.environ.setdefault("HARNESS_STATE_DIR", tempfile.mkdtemp(prefix="harness-test-state-"))
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600,

@@ -69,7 +69,8 @@ def _write(tmp_path: Path, name: str, hardware: str, epochs: int = 1) -> Path:
 
 def _args(tmp_path: Path, session: str) -> list[str]:
     return ["--backend", "docker", "--results-dir", str(tmp_path / "results"),
-            "--data-dir", str(tmp_path / "data"), "--session", session]
+            "--data-dir", str(tmp_path / "data"), "--session", session,
+            "--no-idle"]
 
 
 def _runs(session: Path) -> dict[str, LoadedRun]:

@@ -37,9 +37,11 @@ EXPECTED = FIXTURES / "expected"
 UPDATE = os.environ.get("HARNESS_UPDATE_EXPECTED") == "1"
 
 
-def report_of(*sessions: str, baseline: str | None = None, scope: str = "training") -> Report:
+def report_of(*sessions: str, baseline: str | None = None, scope: str = "training",
+              attribution: str = "attributed", net: bool = False) -> Report:
     loaded, warnings = load([SESSIONS / name for name in sessions])
-    return build_report(loaded, baseline=baseline, warnings=warnings, scope=scope)
+    return build_report(loaded, baseline=baseline, warnings=warnings, scope=scope,
+                        attribution=attribution, net=net)
 
 
 def check_expected(name: str, text: str) -> None:
@@ -99,12 +101,34 @@ def test_repeats_are_grouped_with_mean_ci_and_n() -> None:
     assert "n=2" in text and "±" in text
 
 
-def test_every_figure_names_its_scope() -> None:
+def test_every_figure_names_its_scope_and_attribution() -> None:
     for scope in ("training", "run", "process"):
         text = render_text(report_of("machine-a", scope=scope))
-        assert f"time (s, {scope})" in text and f"energy (kWh, {scope})" in text
-        assert f"speed-up (x, {scope})" in text or "no comparison" in text
-        assert f"{scope}-scope energy" in text
+        assert f"time (s, {scope})" in text and f"energy (kWh, {scope}, attributed)" in text
+        assert f"speed-up (x, {scope})" in text
+        assert f"energy: {scope}, attributed)" in text
+    text = render_text(report_of("machine-a", attribution="tracker", net=True))
+    assert "energy (kWh, training, tracker, net)" in text
+
+
+def test_attributed_energy_follows_the_stated_rule() -> None:
+    """cpu-1 ran pinned to one of the host's two CPUs (cpuset "0", local backend), with no
+    memory limit: attributed = CPU energy x 1/2 + RAM energy x 1 (+ no GPU)."""
+    report = report_of("machine-a")
+    cpu1 = report.groups[0]
+    for run in cpu1.usable:
+        energy = run.metrics.scopes.training.energy
+        assert run.metrics.attribution.cpu_share == 0.5
+        assert run.metrics.attribution.ram_share == 1.0
+    want = [r.metrics.scopes.training.energy.cpu_kwh * 0.5
+            + r.metrics.scopes.training.energy.ram_kwh for r in cpu1.usable]
+    assert cpu1.figures["energy_kwh"].values == pytest.approx(want, rel=1e-12)
+    tracker = report_of("machine-a", attribution="tracker").groups[0]
+    assert tracker.figures["energy_kwh"].values == pytest.approx(
+        [r.metrics.scopes.training.energy.energy_kwh for r in cpu1.usable], rel=1e-12)
+    assert all(a < t for a, t in zip(cpu1.figures["energy_kwh"].values,
+                                     tracker.figures["energy_kwh"].values, strict=True))
+    assert energy.gpu_kwh == 0
 
 
 def test_scopes_nest_and_default_to_training() -> None:
@@ -213,6 +237,10 @@ def test_baseline_ratios_carry_intervals_recomputed_independently() -> None:
     comparison = report.comparisons[0]
     cpu1, cpu2 = report.groups[:2]
     energy = _independent_ratio(list(cpu2.values("energy_kwh")), list(cpu1.values("energy_kwh")))
+    assert cpu2.values("energy_kwh") == tuple(
+        r.metrics.scopes.training.energy.cpu_kwh * r.metrics.attribution.cpu_share
+        + r.metrics.scopes.training.energy.ram_kwh * r.metrics.attribution.ram_share
+        for r in cpu2.usable)
     got = comparison.energy_ratio
     assert (got.estimate, got.low, got.high) == pytest.approx(energy, rel=1e-9)
     time = _independent_ratio(list(cpu1.values("time_s")), list(cpu2.values("time_s")))
@@ -283,7 +311,7 @@ def test_home_region_repricing_equals_tracker_figure() -> None:
     for run in usable:
         repriced = price(run.emissions.energy_consumed, parse_region(run.spec.home_region))
         assert repriced == pytest.approx(run.emissions.emissions, rel=1e-9), run.run_id
-    report = report_of("machine-a", "cloud-home", scope="run")
+    report = report_of("machine-a", "cloud-home", scope="run", attribution="tracker")
     for group in report.with_figures:
         expected = [r.emissions.emissions for r in group.usable]
         assert group.figures["co2_kg"].values == pytest.approx(expected, rel=1e-9)
@@ -292,7 +320,7 @@ def test_home_region_repricing_equals_tracker_figure() -> None:
 
 
 def test_every_region_is_priced_from_the_same_energy() -> None:
-    report = report_of("machine-a")
+    report = report_of("machine-a", attribution="tracker")
     group = report.groups[0]
     energies = [r.metrics.scopes.training.energy.energy_kwh for r in group.usable]
     for info in report.regions:

@@ -53,7 +53,8 @@ def _scenario(tmp_path: Path, *, hardware: list[str], epochs: int, timeout: floa
 
 def _args(tmp_path: Path, session: str) -> list[str]:
     return ["--backend", "local", "--results-dir", str(tmp_path / "results"),
-            "--data-dir", str(tmp_path / "data"), "--session", session]
+            "--data-dir", str(tmp_path / "data"), "--session", session,
+            "--no-idle"]
 
 
 def test_run_trains_to_accuracy_and_files_agree(tmp_path: Path) -> None:

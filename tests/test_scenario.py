@@ -37,7 +37,7 @@ def test_defaults_are_the_research_workload(write_yaml) -> None:
         (MINIMAL.replace("  epochs: 1", "  epochs: 0"), "training.epochs", "at least 1"),
         (MINIMAL.replace("device: cpu", "device: tpu"), "hardware[0].device", "'cpu' or 'gpu'"),
         (MINIMAL.replace("device: cpu", "device: cpu\n    cpus: -2"), "hardware[0].cpus",
-         "greater than 0"),
+         "greater than or equal to 0.01"),
         (MINIMAL.replace("device: cpu", "device: cpu\n    memory: lots"), "hardware[0].memory",
          "not a memory size"),
         (MINIMAL.replace("device: cpu", "device: cpu\n    gpus: 1"), "hardware[0]",

@@ -81,6 +81,8 @@ class Outcome:
     """Stopped because the user pressed Ctrl-C."""
     reason: str | None = None
     """Why it ended, when the backend knows better than the exit code (Slurm's state)."""
+    slurm: Any = None
+    """A harness.schema.SlurmRecord for runs that were Slurm jobs."""
     provenance: dict[str, Any] = field(default_factory=dict)
     """Backend name, limits actually applied, image and container ids..."""
 
@@ -112,3 +114,8 @@ class Backend(ABC):
     def describe(self) -> dict[str, Any]:
         """Backend facts recorded once per session (versions, host)."""
         return {"backend": self.name}
+
+    def reap(self, log: LineSink) -> list[Any]:
+        """Stop what an earlier harness of this backend left running after it died, and
+        mark those runs (the docker backend: containers whose owner is gone)."""
+        return []

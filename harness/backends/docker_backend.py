@@ -18,6 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,9 @@ import harness
 from harness.backends import STOP_GRACE_S, Backend, Job, LineSink, Outcome, worker_environment
 from harness.backends.local import parse_cpuset
 from harness.errors import UserError
+from harness.results import mark_orphaned
 from harness.schema import RunSpec
+from harness.state import process_alive, process_start_ticks
 
 OFFICIAL_BASE = "python:3.11-slim-bookworm"
 LOCAL_BASE = "harness-base:bookworm-py311"
@@ -47,6 +50,8 @@ LABEL_OWNER_HOST = "harness.owner-host"
 LABEL_OWNER_START = "harness.owner-start"
 """The owner's start time (clock ticks after boot, /proc/PID/stat): a reused pid is not
 mistaken for the owner."""
+LABEL_RUN_DIR = "harness.run-dir"
+"""The run directory on the owner's host, so a later harness can mark an orphan's run."""
 #: The image's unprivileged user (Dockerfile.cpu/.gpu: useradd --uid 1000 bench).
 WORKER_UID = 1000
 #: Where the container sees the run directory and the datasets.
@@ -295,7 +300,8 @@ class DockerBackend(Backend):
             "labels": {LABEL_SESSION: job.session, LABEL_SESSION_ID: job.session_id,
                        LABEL_RUN: job.run.run_id, LABEL_OWNER_PID: str(os.getpid()),
                        LABEL_OWNER_HOST: platform.node(),
-                       LABEL_OWNER_START: str(process_start_ticks(os.getpid()))},
+                       LABEL_OWNER_START: str(process_start_ticks(os.getpid())),
+                       LABEL_RUN_DIR: str(job.run_dir.resolve())},
             "working_dir": "/tmp",
             # stdin is the lifeline: attached by this process before the start and never
             # written; StdinOnce closes it when this process goes away, and the worker
@@ -394,6 +400,57 @@ class DockerBackend(Backend):
                     container.stop(timeout=int(STOP_GRACE_S))
                 _remove(container)
 
+    def containers(self) -> list[ContainerInfo]:
+        """Every container a harness started on this engine, with its owner's state."""
+        return harness_containers(self.client)
+
+    def reap(self, log: LineSink) -> list[ContainerInfo]:
+        """Stop and remove the containers whose harness is gone, and mark their runs.
+
+        Their worker got SIGTERM first (it writes its partial results); the run gets an
+        outcome.json with status ``orphaned`` if it has none.
+        """
+        reaped = []
+        for info in self.containers():
+            if info.owner_alive:
+                continue
+            log(f"found {info.name} (run {info.run}, session {info.session}) still here "
+                f"although its harness (pid {info.owner_pid} on {info.owner_host}) is gone: "
+                "stopping and removing it")
+            with contextlib.suppress(docker.errors.DockerException):
+                info.container.stop(timeout=int(STOP_GRACE_S))
+            exit_code: int | None = None
+            tail: list[str] = []
+            with contextlib.suppress(docker.errors.DockerException):
+                info.container.reload()
+                exit_code = info.container.attrs["State"].get("ExitCode")
+                tail = info.container.logs(tail=20).decode(errors="replace").splitlines()
+            _remove(info.container)
+            mark_orphaned(Path(info.run_dir) if info.run_dir else None, exit_code, tail,
+                          f"its harness (pid {info.owner_pid}) died during the run; a later "
+                          "harness found the container still running and stopped it",
+                          backend=self.name)
+            reaped.append(info)
+        return reaped
+
+    def remove_unused_images(self, log: LineSink) -> list[str]:
+        """Remove worker images whose tag is not the current sources' (never one a
+        container still uses)."""
+        base = self._resolve_base()
+        current = {image_tag(flavour, base.id, self.root) for flavour in ("cpu", "gpu")}
+        used = {c.image.id for c in self.client.containers.list(all=True)}
+        removed = []
+        for image in self.client.images.list(name=IMAGE_REPO):
+            tags = set(image.tags)
+            if tags & current or image.id in used:
+                continue
+            for tag in sorted(tags):
+                with contextlib.suppress(docker.errors.APIError):
+                    self.client.images.remove(tag)
+                    log(f"removed {tag}")
+                    removed.append(tag)
+        return removed
+
     def describe(self) -> dict[str, Any]:
         version = self.client.version()
         info = self.client.info()
@@ -441,14 +498,40 @@ def _wait(container: Any, timeout_s: float) -> bool:
     return False
 
 
-def process_start_ticks(pid: int) -> int:
-    """A process's start time in clock ticks after boot (0 if unknown): with the pid,
-    it names one process even after the pid is reused."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat.rsplit(")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
-        return 0
+@dataclass(frozen=True)
+class ContainerInfo:
+    """A harness container and what its labels say about its owner."""
+
+    container: Any
+    name: str
+    status: str
+    session: str
+    session_id: str
+    run: str
+    run_dir: str
+    owner_pid: int
+    owner_host: str
+    owner_alive: bool
+
+
+def harness_containers(client: docker.DockerClient) -> list[ContainerInfo]:
+    """Every container labelled by a harness, running or not."""
+    found = []
+    for container in client.containers.list(all=True, filters={"label": LABEL_SESSION_ID}):
+        labels = container.labels or {}
+        host = labels.get(LABEL_OWNER_HOST, "")
+        try:
+            pid, ticks = int(labels.get(LABEL_OWNER_PID, "0")), int(labels.get(LABEL_OWNER_START, "0"))
+        except ValueError:
+            pid, ticks = 0, 0
+        # A container of another host's harness (a shared engine) is never reaped from here.
+        alive = host != platform.node() or (pid > 0 and process_alive(pid, ticks))
+        found.append(ContainerInfo(
+            container=container, name=container.name, status=container.status,
+            session=labels.get(LABEL_SESSION, "?"), session_id=labels.get(LABEL_SESSION_ID, "?"),
+            run=labels.get(LABEL_RUN, "?"), run_dir=labels.get(LABEL_RUN_DIR, ""),
+            owner_pid=pid, owner_host=host, owner_alive=alive))
+    return found
 
 
 def _chown_tree(path: Path, uid: int, gid: int) -> None:

@@ -117,6 +117,17 @@ def custom_name(root: Path) -> str | None:
     return name if root.name.startswith(CUSTOM_PREFIX) and name else None
 
 
+def synthetic_params(root: Path) -> tuple[int, int, int, str] | None:
+    """(train size, test size, seed, difficulty) a synthetic root's name stands for, as
+    :func:`synthetic_root` names it; None for another name."""
+    match = re.fullmatch(r"synthetic-(?:(?P<difficulty>[a-z][a-z-]*)-)?(?P<train>\d+)-"
+                         r"(?P<test>\d+)-s(?P<seed>\d+)", root.name)
+    if match is None:
+        return None
+    return (int(match["train"]), int(match["test"]), int(match["seed"]),
+            match["difficulty"] or "easy")
+
+
 def guess_kind(root: Path) -> Kind | None:
     """The kind a root is meant to hold, from its name (for messages about broken ones)."""
     if root.name.startswith("synthetic-"):
@@ -132,7 +143,13 @@ def repair_hint(root: Path, kind: Kind | None) -> str:
     """The command that repairs the data set at ``root``."""
     kind = kind or guess_kind(root)
     if kind == "synthetic":
-        return f"(re)create it with `{SYNTH_CMD}` (it rewrites every file)"
+        params = synthetic_params(root)
+        if params is None:
+            return f"(re)create it with `{SYNTH_CMD}` (it rewrites every file)"
+        train, test, seed, difficulty = params
+        return (f"rebuild this very data set in place: `python -m harness data --data-dir "
+                f"{root.parent} synth --train-size {train} --test-size {test} --seed {seed} "
+                f"--difficulty {difficulty}` (it rewrites every file)")
     if kind == "cifar10":
         return (f"run `{FETCH_CMD}`, or without network `{IMPORT_CMD} "
                 "PATH/cifar-10-python.tar.gz`")

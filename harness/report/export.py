@@ -41,6 +41,7 @@ def summary_csv(report: Report) -> str:
         row: dict[str, Any] = {
             "kind": "group", "scenario": group.scenario, "variant": group.variant,
             "hardware": group.hardware, "device": group.device, "scope": report.scope,
+            "attribution": report.basis.attribution, "net": report.basis.net,
             "n": len(group.usable), "runs": len(group.runs), "refused": group.refused or "",
             "dataset": group.dataset, "verified": group.verified, "backend": group.backend,
             "home_region": group.home_region or "",
@@ -94,6 +95,7 @@ def summary_json(report: Report) -> str:
         })
     document = {
         "format": REPORT_FORMAT, "version": SCHEMA_VERSION, "scope": report.scope,
+        "attribution": report.basis.attribution, "net": report.basis.net,
         "units": {"time_s": "s", "accuracy_pct": "%", "energy_kwh": "kWh",
                   "co2_kg": "kg CO2eq (home region)", "images_per_s": "1/s",
                   "wh_per_accuracy_point": "Wh per test-accuracy percentage point",

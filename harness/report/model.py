@@ -27,6 +27,10 @@ from harness.stats import CV_LIMIT, Comparison, Stat, difference, ratio, summari
 
 SCOPES = ("training", "run", "process")
 DEFAULT_SCOPE = "training"
+#: Whose energy a figure counts: the run's share of the machine (CPU and RAM in
+#: proportion to what it was granted, its own GPUs), or what its tracker saw.
+ATTRIBUTIONS = ("attributed", "tracker")
+DEFAULT_ATTRIBUTION = "attributed"
 PHASES = ("setup", "training", "evaluation")
 
 #: Headline figures of one run: key (unit in the name) -> table header without scope.
@@ -151,7 +155,7 @@ class SessionInfo:
 class Report:
     """Everything the tables, files and plots show; built by :func:`build_report`."""
 
-    scope: str
+    basis: Basis
     groups: tuple[Group, ...]
     regions: tuple[RegionInfo, ...]
     comparisons: tuple[HardwareComparison, ...]
@@ -167,6 +171,10 @@ class Report:
     pareto_resolved: bool = False
     """True when at least one point is distinguishably dominated (else every point is on
     the front: nothing could be told apart)."""
+
+    @property
+    def scope(self) -> str:
+        return self.basis.scope
 
     @property
     def reported(self) -> tuple[Group, ...]:
@@ -193,19 +201,71 @@ def _price(energy_kwh: float | None, label: str) -> float | None:
         return None
 
 
-def run_energy(run: LoadedRun, scope: str) -> float | None:
-    """The run's energy in ``scope``, kWh (None without a tracker total)."""
+@dataclass(frozen=True)
+class Basis:
+    """What every energy figure of a report counts: a scope, an attribution, gross or net."""
+
+    scope: str = DEFAULT_SCOPE
+    attribution: str = DEFAULT_ATTRIBUTION
+    net: bool = False
+
+    @property
+    def text(self) -> str:
+        """``training, attributed`` or ``run, tracker, net``: the header suffix."""
+        return ", ".join([self.scope, self.attribution, *(["net"] if self.net else [])])
+
+
+def shares(run: LoadedRun) -> tuple[float, float]:
+    """(CPU share, RAM share) of the machine the run was granted; 1 where unrecorded."""
+    attribution = run.metrics.attribution if run.metrics else None
+    return (attribution.cpu_share, attribution.ram_share) if attribution else (1.0, 1.0)
+
+
+def idle_kwh(run: LoadedRun, duration_s: float, attribution: str) -> float | None:
+    """The idle baseline's energy over ``duration_s``, attributed as the run's energy is;
+    None when the session has no baseline."""
+    idle = run.idle
+    if idle is None:
+        return None
+    if attribution == "tracker":
+        watts = idle.cpu_w + idle.ram_w + (idle.gpu_w if run.spec and run.spec.hardware.gpu_count
+                                           else 0.0)
+    else:
+        cpu, ram = shares(run)
+        own = run.spec.hardware.gpu_count if run.spec else 0
+        gpu = idle.gpu_w * min(1.0, own / idle.gpu_count) if idle.gpu_count else 0.0
+        watts = idle.cpu_w * cpu + idle.ram_w * ram + gpu
+    return watts * duration_s / 3.6e6
+
+
+def run_energy(run: LoadedRun, scope: str, attribution: str = DEFAULT_ATTRIBUTION,
+               net: bool = False) -> float | None:
+    """The run's energy in ``scope``, kWh: attributed (CPU and RAM energy x the shares
+    granted, plus its own GPUs, which its tracker alone sees) or as its tracker saw it;
+    net subtracts the idle baseline's power over the scope's duration. None without a
+    tracker total, or net without a baseline."""
     assert run.metrics is not None and run.metrics.scopes is not None
     window = getattr(run.metrics.scopes, scope)
-    return window.energy.energy_kwh if window.energy else None
+    energy = window.energy
+    if energy is None:
+        return None
+    if attribution == "tracker":
+        value = energy.energy_kwh
+    else:
+        cpu, ram = shares(run)
+        value = energy.cpu_kwh * cpu + energy.gpu_kwh + energy.ram_kwh * ram
+    if net:
+        idle = idle_kwh(run, window.duration_s, attribution)
+        return None if idle is None else value - idle
+    return value
 
 
-def run_figures(run: LoadedRun, scope: str) -> dict[str, float | None]:
-    """Headline figures of one usable run in ``scope``; CO2 re-priced in its home region."""
+def run_figures(run: LoadedRun, basis: Basis) -> dict[str, float | None]:
+    """Headline figures of one usable run on ``basis``; CO2 re-priced in its home region."""
     metrics, spec = run.metrics, run.spec
     assert metrics is not None and metrics.scopes is not None and spec is not None
-    window = getattr(metrics.scopes, scope)
-    energy = run_energy(run, scope)
+    window = getattr(metrics.scopes, basis.scope)
+    energy = run_energy(run, basis.scope, basis.attribution, basis.net)
     accuracy = 100 * metrics.test_accuracy if metrics.test_accuracy is not None else None
     return {
         "time_s": window.duration_s,
@@ -311,7 +371,7 @@ def _admit(runs: list[LoadedRun], name: str, warnings: list[str],
     return (), refused
 
 
-def _group(key: tuple[str, str, str], runs: list[LoadedRun], regions: list[str], scope: str,
+def _group(key: tuple[str, str, str], runs: list[LoadedRun], regions: list[str], basis: Basis,
            warnings: list[str], left_out: list[LeftOut]) -> Group:
     scenario, variant, hardware = key
     name = f"{scenario}/{'' if variant == 'baseline' else variant + '/'}{hardware}"
@@ -321,7 +381,7 @@ def _group(key: tuple[str, str, str], runs: list[LoadedRun], regions: list[str],
     spec = first.spec
     data = first.metrics.dataset if first.metrics else None
     power, estimated, fallback = _power(usable or described)
-    per_run = [run_figures(run, scope) for run in usable]
+    per_run = [run_figures(run, basis) for run in usable]
     figures = {k: summarize(f[k] for f in per_run) for k in FIGURES}
     energies = [f["energy_kwh"] for f in per_run]
     return Group(
@@ -462,15 +522,21 @@ def _run_warnings(run: LoadedRun, warnings: list[str]) -> None:
 
 
 def build_report(sessions: list[LoadedSession], *, baseline: str | None = None,
-                 scope: str = DEFAULT_SCOPE, warnings: list[str] | None = None) -> Report:
+                 scope: str = DEFAULT_SCOPE, attribution: str = DEFAULT_ATTRIBUTION,
+                 net: bool = False, warnings: list[str] | None = None) -> Report:
     """Group, check and summarise the sessions into a :class:`Report` (pure: reads no file).
 
     Raises:
-        UserError: ``baseline`` names no hardware of any run, or ``scope`` is unknown.
+        UserError: ``baseline`` names no hardware of any run, or ``scope`` or
+            ``attribution`` is unknown.
     """
     if scope not in SCOPES:
         raise UserError(f"unknown scope {scope!r}", key="--scope",
                         fix=f"use one of {', '.join(SCOPES)}")
+    if attribution not in ATTRIBUTIONS:
+        raise UserError(f"unknown attribution {attribution!r}", key="--attribution",
+                        fix=f"use one of {', '.join(ATTRIBUTIONS)}")
+    basis = Basis(scope=scope, attribution=attribution, net=net)
     all_warnings = list(warnings or [])
     runs = _unique(sessions, all_warnings)
     groups_runs: dict[tuple[str, str, str], list[LoadedRun]] = {}
@@ -486,7 +552,7 @@ def build_report(sessions: list[LoadedSession], *, baseline: str | None = None,
         groups_runs.setdefault(key, []).append(run)
     regions = _regions(runs, all_warnings)
     labels = [info.label for info in regions]
-    groups = [_group(key, members, labels, scope, all_warnings, left_out)
+    groups = [_group(key, members, labels, basis, all_warnings, left_out)
               for key, members in groups_runs.items()]
     scenarios = {(g.scenario, g.variant) for g in groups}
     if len(scenarios) > 1:
@@ -506,7 +572,7 @@ def build_report(sessions: list[LoadedSession], *, baseline: str | None = None,
     front, resolved = pareto_front(reported)
     roots = sorted({item.path.parent for item in sessions}, key=lambda p: -len(str(p)))
     return Report(
-        scope=scope, groups=tuple(groups), regions=tuple(regions),
+        basis=basis, groups=tuple(groups), regions=tuple(regions),
         comparisons=tuple(_baselines(reported, baseline)), left_out=tuple(left_out),
         sessions=tuple(_session_info(item) for item in sessions),
         warnings=tuple(_relative(w, roots) for w in dict.fromkeys(all_warnings)),

@@ -59,7 +59,8 @@ def _title(text: str, report: Report, groups: tuple[Group, ...], *, scoped: bool
     """The title, then a line naming the scope, the data kind and estimates."""
     facts = []
     if scoped:
-        facts.append(f"{report.scope} scope")
+        facts.append(f"{report.scope} scope, {report.basis.attribution} energy"
+                     + (", net of idle" if report.basis.net else ""))
     if groups and all(g.synthetic for g in groups):
         facts.append("synthetic data (generated images, not CIFAR-10)")
     elif any(not g.verified and not g.synthetic for g in groups):
@@ -323,7 +324,7 @@ def accuracy_vs_co2(report: Report) -> Figure:
     if any((s := g.figures.get("accuracy_pct")) and s.high is not None and s.high > 101
            for g in groups):
         clipped.append("accuracy above 100%")
-    axes.set_xlabel(f"CO2 in the home region ({', '.join(homes)}) ({unit}, {report.scope} scope)")
+    axes.set_xlabel(f"CO2 in the home region ({', '.join(homes)}) ({unit}, {report.basis.text})")
     axes.set_ylabel("test accuracy (%)")
     axes.grid(True, alpha=0.3)
     axes.set_title(fontsize=10, label=_title("Test accuracy against CO2 (mean of repeats, 95% CI)",
@@ -343,7 +344,7 @@ def time_vs_energy(report: Report) -> Figure:
     _scatter(axes, groups, lambda g: g.figures.get("time_s"),
              lambda g: g.figures.get("energy_kwh"), 1.0, factor, clipped=clipped)
     axes.set_xlabel(f"time (s, {report.scope} scope)")
-    axes.set_ylabel(f"energy ({unit}, {report.scope} scope)")
+    axes.set_ylabel(f"energy ({unit}, {report.basis.text})")
     axes.grid(True, alpha=0.3)
     axes.set_title(fontsize=10, label=_title("Time against energy (mean of repeats, 95% CI)", report, groups))
     axes.legend(loc="best", fontsize=8)

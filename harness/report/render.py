@@ -41,7 +41,7 @@ def sections(report: Report) -> list[Section]:
     result = [
         Section("Summary per scenario and hardware", tables.summary_table(report),
                 "no run to report", tables.footnotes(report)),
-        Section(f"CO2 by region (kg CO2eq of the {energy_word} {report.scope}-scope energy)",
+        Section(f"CO2 by region (kg CO2eq of the {energy_word} energy: {report.basis.text})",
                 tables.regions_table(report), none,
                 ([] if report.with_figures else [none])
                 + [f"[{i}] {source}" for i, source in enumerate(sources, start=1)]
@@ -53,8 +53,21 @@ def sections(report: Report) -> list[Section]:
                 tables.comparison_notes(report)),
         Section("Scopes (time in s, energy in kWh)", tables.scopes_table(report), none,
                 [f"{name}: {text}" for name, text in tables.SCOPE_TEXT.items()]),
-        Section("Phases (time in s, energy in kWh)", tables.phases_table(report), none, []),
+        Section("Machine and attributed energy, gross and net", tables.attribution_table(report),
+                none, tables.attribution_notes(report)),
+        Section("Phases (time in s, energy in kWh, tracker)", tables.phases_table(report), none,
+                []),
     ]
+    forecast = tables.forecast_table(report)
+    if _non_empty(forecast):
+        result.append(Section("Forecast after the first epochs against the actual run", forecast,
+                              "", ["The worker's forecast (set-up + mean epoch x planned epochs "
+                                   "+ one validation pass) against the run scope it then spent."]))
+    target = tables.target_table(report)
+    if _non_empty(target):
+        result.append(Section("Time and energy to the target accuracy", target, "",
+                              ["To the end of the first epoch whose validation accuracy reached "
+                               "the target (epoch granularity; training scope)."]))
     if report.left_out:
         result.append(Section("Runs left out", tables.left_out_table(report), "", []))
     return result

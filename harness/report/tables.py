@@ -44,10 +44,13 @@ def _estimated(group: Group, key: str, scope: str) -> bool:
     return key == "time_s" and scope == "process" and False
 
 
-def _header(key: str, scope: str) -> str:
+def _header(key: str, report: Report) -> str:
     text = FIGURES[key]
-    if key in ("time_s", "energy_kwh", "co2_kg", "wh_per_accuracy_point"):
-        text = text.replace(")", f", {scope})") if ")" in text else f"{text} ({scope})"
+    if key == "time_s":
+        return text.replace(")", f", {report.scope})")
+    if key in ENERGY_FIGURES:
+        suffix = report.basis.text
+        return text.replace(")", f", {suffix})") if ")" in text else f"{text} ({suffix})"
     return text
 
 
@@ -60,7 +63,7 @@ def summary_table(report: Report) -> Table:
     variants = _variants(report)
     headers = ["scenario", *(["variant"] if variants else []), "hardware", "device", "dataset",
                "backend", "runs"]
-    headers += [_header(k, report.scope) for k in FIGURES]
+    headers += [_header(k, report) for k in FIGURES]
     headers += [f"{name} power" for name in COMPONENTS.values()]
     rows = []
     for group in report.groups:
@@ -142,8 +145,9 @@ def _repeats(c: object) -> str:
 def comparison_table(report: Report) -> Table:
     """Each hardware against its baseline: ratios with 95% intervals, and a verdict."""
     scope = report.scope
+    basis = report.basis.text
     headers = ["scenario", "hardware", "baseline", f"speed-up (x, {scope})",
-               f"energy ratio ({scope})", f"CO2 ratio ({scope})", "accuracy diff (pp)",
+               f"energy ratio ({basis})", f"CO2 ratio ({basis})", "accuracy diff (pp)",
                "verdict", "repeats to resolve"]
     rows = []
     for c in report.comparisons:
@@ -162,9 +166,10 @@ def scopes_table(report: Report) -> Table:
     from harness.report.model import run_energy
     from harness.stats import summarize
 
+    attribution = report.basis.attribution
     headers = ["scenario", "hardware"]
     for scope in SCOPES:
-        headers += [f"{scope} (s)", f"{scope} (kWh)"]
+        headers += [f"{scope} (s)", f"{scope} (kWh, {attribution})"]
     headers.append("process: untracked s (estimated)")
     rows = []
     for group in report.with_figures:
@@ -172,11 +177,107 @@ def scopes_table(report: Report) -> Table:
         for scope in SCOPES:
             times = summarize(getattr(r.metrics.scopes, scope).duration_s  # type: ignore[union-attr]
                               for r in group.usable)
-            energy = summarize(run_energy(r, scope) for r in group.usable)
+            energy = summarize(run_energy(r, scope, attribution) for r in group.usable)
             row += [fmt_stat(times),
                     mark(fmt_stat(energy), bool(group.estimated) or scope == "process")]
         row.append(fmt_stat(group.process_estimated_s))
         rows.append(row)
+    return headers, rows
+
+
+def attribution_table(report: Report) -> Table:
+    """Machine and attributed energy, gross and net, per group (kWh, mean ± CI)."""
+    from harness.report.model import run_energy, shares
+    from harness.stats import summarize
+
+    headers = ["scenario", "hardware", "CPU share", "RAM share", "tracker (kWh, run)",
+               "attributed (kWh, run)", "attributed net (kWh, run)", "machine window (s)",
+               "machine (kWh, window)", "machine net (kWh, window)", "idle (W)"]
+    rows = []
+    for group in report.with_figures:
+        runs = group.usable
+        machine = [r.outcome.machine for r in runs if r.outcome and r.outcome.machine]
+        idle = next((r.idle for r in runs if r.idle is not None), None)
+        machine_net = [m.energy.energy_kwh - idle.total_w * m.window_s / 3.6e6
+                       for m in machine] if idle else []
+        mark_machine = bool(group.estimated) or any(not p.measured and p.method != "none"
+                                                    for m in machine for p in m.methods)
+        rows.append([
+            group.scenario, group.hardware,
+            fmt_num(summarize(shares(r)[0] for r in runs).mean),  # type: ignore[union-attr]
+            fmt_num(summarize(shares(r)[1] for r in runs).mean),  # type: ignore[union-attr]
+            mark(fmt_stat(summarize(run_energy(r, "run", "tracker") for r in runs)),
+                 bool(group.estimated)),
+            mark(fmt_stat(summarize(run_energy(r, "run") for r in runs)), bool(group.estimated)),
+            mark(fmt_stat(summarize(run_energy(r, "run", net=True) for r in runs)),
+                 bool(group.estimated)),
+            fmt_stat(summarize(m.window_s for m in machine)),
+            mark(fmt_stat(summarize(m.energy.energy_kwh for m in machine)), mark_machine),
+            mark(fmt_stat(summarize(machine_net)), mark_machine),
+            (mark(f"{idle.total_w:.1f}", idle.estimated) if idle else "-"),
+        ])
+    return headers, rows
+
+
+def attribution_notes(report: Report) -> list[str]:
+    return [
+        "Attributed: the run's own GPUs, plus its CPU and RAM energy in proportion to what "
+        "it was granted (CPUs granted by cgroup quota or cpuset / host CPUs; memory limit / "
+        "host memory; 1 when unlimited). Tracker: what the run's own CodeCarbon tracker "
+        "reported (inside a container its CPU and RAM figures model the whole host, and it "
+        "sees only its own GPUs). Machine: CodeCarbon in machine mode on the host around the "
+        "run's whole window (every CPU, GPU and RAM), kept as machine-emissions.csv. Net: "
+        "gross minus the idle baseline's power (measured once per session, attributed the "
+        "same way) times the duration. Comparisons above use the "
+        f"{report.basis.attribution}{' net' if report.basis.net else ''} energy.",
+    ]
+
+
+def forecast_table(report: Report) -> Table:
+    """The worker's forecast after epoch k against what the run then spent (run scope)."""
+    from harness.stats import summarize
+
+    headers = ["scenario", "hardware", "after epoch", "forecast (s)", "actual (s)",
+               "forecast (kWh)", "actual (kWh, run, tracker)", "forecast / actual (energy)"]
+    rows = []
+    for group in report.with_figures:
+        pairs = [(r.metrics.forecast, r.metrics.scopes) for r in group.usable  # type: ignore[union-attr]
+                 if r.metrics and r.metrics.forecast and r.metrics.scopes
+                 and r.metrics.scopes.run.energy]
+        if not pairs:
+            continue
+        rows.append([
+            group.scenario, group.hardware, str(pairs[0][0].after_epoch),
+            fmt_stat(summarize(f.duration_s for f, _ in pairs)),
+            fmt_stat(summarize(s.run.duration_s for _, s in pairs)),
+            mark(fmt_stat(summarize(f.energy_kwh for f, _ in pairs)), bool(group.estimated)),
+            mark(fmt_stat(summarize(s.run.energy.energy_kwh for _, s in pairs)),  # type: ignore[union-attr]
+                 bool(group.estimated)),
+            fmt_stat(summarize(f.energy_kwh / s.run.energy.energy_kwh  # type: ignore[union-attr]
+                               for f, s in pairs)),
+        ])
+    return headers, rows
+
+
+def target_table(report: Report) -> Table:
+    """Time and energy until validation accuracy first reached the scenario's target."""
+    from harness.stats import summarize
+
+    headers = ["scenario", "hardware", "target", "reached", "epoch", "time to target (s)",
+               "energy to target (kWh, tracker)"]
+    rows = []
+    for group in report.with_figures:
+        targets = [r.metrics.target for r in group.usable if r.metrics and r.metrics.target]
+        if not targets:
+            continue
+        reached = [t for t in targets if t.reached]
+        rows.append([
+            group.scenario, group.hardware, f"{100 * targets[0].accuracy:g}%",
+            f"{len(reached)}/{len(targets)}",
+            fmt_stat(summarize(t.epoch for t in reached)),
+            fmt_stat(summarize(t.duration_s for t in reached)),
+            mark(fmt_stat(summarize(t.energy_kwh for t in reached)), bool(group.estimated)),
+        ])
     return headers, rows
 
 
@@ -260,7 +361,9 @@ def comparison_notes(report: Report) -> list[str]:
 def run_rows(runs: list[LoadedRun], scope: str = "training") -> list[dict[str, str]]:
     """One row per run with its headline figures (estimates marked); failed runs show
     their status and reason only."""
-    from harness.report.model import run_figures
+    from harness.report.model import Basis, run_figures
+
+    basis = Basis(scope=scope)
 
     rows = []
     for run in runs:
@@ -274,14 +377,14 @@ def run_rows(runs: list[LoadedRun], scope: str = "training") -> list[dict[str, s
             "seed": str(spec.seed) if spec else "-",
         }
         if run.usable and metrics is not None:
-            figures = run_figures(run, scope)
+            figures = run_figures(run, basis)
             estimated = any(not p.measured and p.method != "none" for p in metrics.power)
             row.update({
                 "epochs": str(metrics.training.epochs_run),
                 f"time (s, {scope})": fmt_num(figures["time_s"]),
                 "test acc. (%)": fmt_num(figures["accuracy_pct"]),
-                f"energy (kWh, {scope})": mark(fmt_num(figures["energy_kwh"]), estimated),
-                f"CO2 home (kg, {scope})": mark(fmt_num(figures["co2_kg"]), estimated),
+                f"energy (kWh, {basis.text})": mark(fmt_num(figures["energy_kwh"]), estimated),
+                f"CO2 home (kg, {basis.text})": mark(fmt_num(figures["co2_kg"]), estimated),
                 "images/s": fmt_num(figures["images_per_s"]),
                 "CPU power": next((f"{'measured' if p.measured else 'estimated'} ({p.method})"
                                    for p in metrics.power if p.component == "cpu"), "?"),

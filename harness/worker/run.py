@@ -390,7 +390,8 @@ def run(run_dir: Path, data_dir: Path) -> int:
         _watch_lifeline()
     status, error, code = RunStatus.OK, None, EXIT_OK
     try:
-        from harness.tracking import quiet_codecarbon, start_tracking
+        from harness.carbon import quiet_codecarbon
+        from harness.tracking import start_tracking
 
         state.tracking = start_tracking(
             run_dir, home_region=spec.home_region,
