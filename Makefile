@@ -62,6 +62,10 @@ bench-gpu: setup  ## the research workload on GPU (scenarios/gpu.yaml), then the
 	$(FETCH)
 	$(HARNESS) run scenarios/gpu.yaml --backend $(BACKEND) --results-dir $(RESULTS) $(RUN_DATA)
 
+.PHONY: gpu-check
+gpu-check: setup  ## on a GPU host: a short CPU and GPU run in the containers that checks GPU use, NVML energy and the report (GPU_CHECK_ARGS)
+	$(HARNESS) gpu-check --results-dir $(RESULTS) $(GPU_CHECK_ARGS)
+
 bench: setup  ## performance: worker vs research training, harness overhead (about 15 min)
 	$(HARNESS) bench $(BENCH_ARGS)
 

@@ -319,6 +319,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from harness.doctor import main as doctor_main
+
+    return doctor_main(args.files, args.backend, as_json=args.json)
+
+
+def _cmd_gpu_check(args: argparse.Namespace) -> int:
+    from harness.gpu_check import main as gpu_check_main
+
+    return gpu_check_main(results_dir=args.results_dir, gpus=args.gpus,
+                          base_image=args.base_image)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness",
                                      description="CIFAR-10 carbon benchmark harness")
@@ -435,6 +448,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("regions", help="list known regions, or show the carbon intensity of some")
     p.add_argument("regions", nargs="*")
     p.set_defaults(func=_cmd_regions)
+    p = sub.add_parser("doctor", help="check this host before measuring: per backend, what "
+                       "each run will measure or estimate, and the fixes (read-only)")
+    p.add_argument("files", nargs="*", type=Path, metavar="SCENARIO",
+                   help="scenario files whose hardware entries to predict (default: one "
+                   "plain CPU entry)")
+    p.add_argument("--backend", default="auto", help="auto (docker when an engine answers, "
+                   "else local; the default), local, docker or slurm")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON document (format harness.doctor, version 1)")
+    p.set_defaults(func=_cmd_doctor)
+
+    p = sub.add_parser("gpu-check", help="on a GPU host: a short CPU and GPU run in the "
+                       "containers that checks GPU use, NVML energy and the report (make gpu-check)")
+    p.add_argument("--gpus", type=int, metavar="N", help="GPUs of the multi-GPU run (default: "
+                   "every GPU a container sees; 1 skips it)")
+    p.add_argument("--results-dir", type=Path, default=Path("results"),
+                   help="where the check's folder gpu-check-<time>/ goes (default results/)")
+    p.add_argument("--base-image", help="base image of the worker images (as for run)")
+    p.set_defaults(func=_cmd_gpu_check)
 
     return parser
 
