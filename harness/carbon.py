@@ -13,6 +13,7 @@ The worker's run tracker (:mod:`harness.tracking`) and the host's machine meter
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -41,13 +42,32 @@ def energy_of(data: Any) -> Energy:
                   co2_kg=float(data.emissions))
 
 
+@functools.cache
+def cpu_in_database(model: str) -> bool:
+    """Whether CodeCarbon's CPU power database (cpu_power.csv) has ``model``, matched the
+    way its TDP lookup matches it."""
+    if not model:
+        return False
+    try:
+        from codecarbon.core.cpu import TDP
+        from codecarbon.input import DataSource
+
+        tdp = TDP.__new__(TDP)  # the lookup only; TDP() would detect this host's CPU again
+        table = DataSource().get_cpu_power_data()
+        return tdp._get_matching_cpu(model, table) is not None
+    except Exception:  # CodeCarbon's internals moved: say "not in it", never "known"
+        return False
+
+
 def make_tracker(output_dir: Path, output_file: str, *, home_region: str,
                  measure_power_secs: float, pue: float, project: str, experiment: str,
-                 track_gpus: bool, log_level: str = "warning") -> OfflineEmissionsTracker:
+                  track_gpus: bool, log_level: str = "warning",
+                 gpu_ids: list[int] | None = None) -> OfflineEmissionsTracker:
     """An offline, machine-mode tracker priced in ``home_region``, not yet started.
 
     ``track_gpus`` False drops the GPUs CodeCarbon finds (a CPU run on a GPU host must
-    not be charged with GPUs it does not use; the machine scope counts them).
+    not be charged with GPUs it does not use; the machine scope counts them); ``gpu_ids``
+    limits tracking to those NVML indices (a local GPU run on a multi-GPU host).
     """
     region = parse_region(home_region)
     tracker = OfflineEmissionsTracker(
@@ -63,6 +83,7 @@ def make_tracker(output_dir: Path, output_file: str, *, home_region: str,
         # Stale lock files from a killed process must not make the next tracker silently
         # track nothing, and the host's machine meter runs beside the worker's tracker.
         allow_multiple_runs=True,
+        **({"gpu_ids": gpu_ids} if gpu_ids else {}),
         **region.tracker_kwargs(),
     )
     if not track_gpus:
@@ -87,7 +108,10 @@ def describe_power_methods(tracker: OfflineEmissionsTracker) -> list[PowerMethod
         if kind == "CPU" or kind in ("AppleSiliconChip", "Raspberry"):
             mode = str(getattr(item, "_mode", "unknown"))
             tdp = getattr(item, "_tdp", None)
-            generic = bool(getattr(item, "_is_generic_tdp", False))
+            # CodeCarbon flags its default only when it found no TDP at all; for a CPU
+            # missing from its database it returns threads x 4 W as if it were a TDP.
+            generic = (bool(getattr(item, "_is_generic_tdp", False))
+                       or not cpu_in_database(str(getattr(item, "_model", "") or "")))
             if mode in _MEASURED_CPU_MODES:
                 methods["cpu"] = PowerMethod(component="cpu", measured=True, method=mode,
                                              detail=_MEASURED_CPU_MODES[mode])

@@ -8,6 +8,7 @@ only speed and memory, never the mathematics. They were chosen by measurement wi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,19 @@ class Pipeline:
 
 
 DEFAULT_PIPELINE = Pipeline()
+
+
+def pipeline_for(replicas: int) -> Pipeline:
+    """The worker's pipeline for a model replicated ``replicas`` times.
+
+    Several replicas (MirroredStrategy, more than one GPU) train with one step per
+    execution: Keras 3.15 with TF 2.21 fails inside the multi-step loop of a mirrored
+    model ("You must feed a value for placeholder tensor ...while/cond/Placeholder",
+    reproduced on two logical devices; keras-team/keras#19246).
+    """
+    if replicas > 1:
+        return dataclasses.replace(DEFAULT_PIPELINE, steps_per_execution=1)
+    return DEFAULT_PIPELINE
 
 
 def build_model(training: TrainingSpec, pipeline: Pipeline = DEFAULT_PIPELINE, *,

@@ -84,11 +84,12 @@ class Tracking:
 
 
 def start_tracking(run_dir: Path, *, home_region: str, measure_power_secs: float, pue: float,
-                   project: str, experiment: str, track_gpus: bool) -> Tracking:
+                   project: str, experiment: str, track_gpus: bool,
+                   gpu_ids: list[int] | None = None) -> Tracking:
     """Start the run's tracker (:func:`harness.carbon.make_tracker`), writing
     ``run_dir/emissions.csv``; windows are recorded on the returned :class:`Tracking`."""
     tracker = make_tracker(run_dir, EMISSIONS_CSV, home_region=home_region,
                            measure_power_secs=measure_power_secs, pue=pue, project=project,
-                           experiment=experiment, track_gpus=track_gpus)
+                           experiment=experiment, track_gpus=track_gpus, gpu_ids=gpu_ids)
     tracker.start()
     return Tracking(tracker=tracker, started=time.perf_counter())

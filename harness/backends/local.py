@@ -92,6 +92,11 @@ class LocalBackend(Backend):
     def execute(self, job: Job, on_line: LineSink) -> Outcome:
         hw = job.run.hardware
         env = worker_environment()
+        if hw.device == "gpu":
+            # The run's own GPUs only (TensorFlow then numbers them from 0; the worker's
+            # tracker follows the same physical ids through NVML).
+            ids = hw.gpu_ids if hw.gpu_ids is not None else list(range(hw.gpu_count))
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, ids))
         # The worker imports harness from this checkout, whatever the venv holds.
         env["PYTHONPATH"] = str(Path(harness.__file__).resolve().parent.parent)
         cpus = sorted(parse_cpuset(hw.cpuset)) if hw.cpuset else None

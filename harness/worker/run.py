@@ -168,7 +168,7 @@ def _configure_tensorflow(run: _Run) -> Any:
         gpu_names = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
                      for g in gpus]
     run.environment = provenance.environment(tf=tf, threads=threads,
-                                             pipeline=model_lib.DEFAULT_PIPELINE,
+                                             pipeline=model_lib.pipeline_for(max(1, wanted)),
                                              gpu_names=gpu_names, backend=run.run_file.backend)
     run.attribution = provenance.attribution(run.environment.cpus_effective,
                                              run.environment.memory_limit_bytes)
@@ -199,10 +199,11 @@ def _train(run: _Run, data_dir: Path) -> None:
     training = spec.training
     strategy = (tf.distribute.MirroredStrategy() if spec.hardware.gpu_count > 1
                 else tf.distribute.get_strategy())
+    pipeline = model_lib.pipeline_for(strategy.num_replicas_in_sync)
     with strategy.scope():
-        model = model_lib.build_model(training)
+        model = model_lib.build_model(training, pipeline)
     fit_args = model_lib.fit_arguments(data.x_train, data.y_train, data.x_test, data.y_test,
-                                       training, seed=spec.seed)
+                                       training, pipeline, seed=spec.seed)
     callbacks: list[Any] = []
     if training.early_stopping_patience:
         callbacks.append(tf.keras.callbacks.EarlyStopping(
@@ -365,6 +366,16 @@ def _metrics(run: _Run, status: RunStatus, error: str | None) -> Metrics:
     )
 
 
+def _tracked_gpu_ids(run_file: RunFile) -> list[int] | None:
+    """The NVML indices of the run's own GPUs when the worker sees the host's GPUs (the
+    local backend): CodeCarbon would otherwise charge it with every GPU of the host. A
+    container or a Slurm allocation sees only its own, and needs no list."""
+    hardware = run_file.spec.hardware
+    if hardware.device != "gpu" or run_file.backend != "local":
+        return None
+    return list(hardware.gpu_ids) if hardware.gpu_ids else list(range(hardware.gpu_count))
+
+
 def _hand_back(run_dir: Path) -> None:
     """Give the run's files to the invoking user when the worker ran as root.
 
@@ -397,7 +408,7 @@ def run(run_dir: Path, data_dir: Path) -> int:
             run_dir, home_region=spec.home_region,
             measure_power_secs=spec.tracker.measure_power_secs, pue=spec.tracker.pue,
             project=spec.scenario, experiment=spec.run_id,
-            track_gpus=spec.hardware.device == "gpu",
+            track_gpus=spec.hardware.device == "gpu", gpu_ids=_tracked_gpu_ids(run_file),
         )
         quiet_codecarbon()
         _train(state, data_dir)
