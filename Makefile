@@ -6,7 +6,7 @@ HARNESS := $(PY) -m harness
 BACKEND ?= auto
 RESULTS ?= results
 
-.PHONY: help setup engine base-image images test test-fast lint demo bench bench-cpu bench-gpu report data clean-venv slurm-cluster slurm-stop
+.PHONY: help setup engine base-image images test test-fast lint demo bench bench-cpu bench-gpu bench-strategies report data clean-venv slurm-cluster slurm-stop
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -29,7 +29,7 @@ base-image: engine  ## build the stand-in for python:3.11-slim-bookworm from Deb
 images: setup base-image  ## build the CPU and CUDA worker images if their inputs changed
 	$(HARNESS) image all
 
-test: setup engine images  ## run the test suite (starts Docker: the container tests never skip)
+test: setup engine images slurm-cluster  ## run the test suite (starts Docker and the test Slurm cluster: their tests never skip)
 	$(PY) -m pytest -q
 
 test-fast: setup  ## the inner loop: every test that needs no engine, no cluster and no training
@@ -44,11 +44,13 @@ demo: setup  ## generated data through to the report (a few minutes on 2 cores)
 data: setup  ## download CIFAR-10 (or say how to import it)
 	$(HARNESS) data fetch
 
-# DATA=synthetic runs the same scenarios on generated data of CIFAR-10's size (no download).
+# DATA=synthetic runs the same scenarios on generated data of CIFAR-10's size (no download),
+# by default of the cifar-like difficulty (SYNTHETIC=easy for the quick smoke-test kind).
 DATA ?= cifar10
+SYNTHETIC ?= cifar-like
 ifeq ($(DATA),synthetic)
 FETCH := true
-RUN_DATA := --synthetic
+RUN_DATA := --synthetic $(SYNTHETIC)
 else
 FETCH := $(HARNESS) data fetch
 RUN_DATA :=
@@ -65,6 +67,10 @@ bench-gpu: setup  ## the research workload on GPU (scenarios/gpu.yaml), then the
 .PHONY: gpu-check
 gpu-check: setup  ## on a GPU host: a short CPU and GPU run in the containers that checks GPU use, NVML energy and the report (GPU_CHECK_ARGS)
 	$(HARNESS) gpu-check --results-dir $(RESULTS) $(GPU_CHECK_ARGS)
+
+bench-strategies: setup  ## the carbon-efficiency strategies against the baseline, with repeats (scenarios/strategies.yaml; DATA=synthetic possible; about 30 min on 2 cores)
+	$(FETCH)
+	$(HARNESS) run scenarios/strategies.yaml --backend $(BACKEND) --results-dir $(RESULTS) $(RUN_DATA)
 
 bench: setup  ## performance: worker vs research training, harness overhead (about 15 min)
 	$(HARNESS) bench $(BENCH_ARGS)

@@ -26,7 +26,8 @@ EXIT_USER_ERROR = 2
 EXIT_RUNS_FAILED = 1
 SYNTHETIC_HELP = ("train every scenario on generated data of CIFAR-10's size (50,000/10,000) "
                   "instead of its declared dataset, e.g. where CIFAR-10 cannot be downloaded; "
-                  "every result says synthetic")
+                  "DIFFICULTY easy (the default: a smoke test) or cifar-like (about 70%% after "
+                  "10 epochs, a CIFAR-like curve); every result says synthetic")
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -39,12 +40,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plan(files: list[Path], synthetic: bool = False) -> tuple[list[LoadedScenario], list[RunSpec]]:
+def _plan(files: list[Path], synthetic: str | None = None
+          ) -> tuple[list[LoadedScenario], list[RunSpec]]:
     from harness.plan import expand
     from harness.scenario import DatasetSpec, load_scenarios
 
     loaded = load_scenarios(files)
-    return loaded, expand(loaded, DatasetSpec(kind="synthetic") if synthetic else None)
+    replacement = DatasetSpec(kind="synthetic", difficulty=synthetic) if synthetic else None
+    return loaded, expand(loaded, replacement)
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -84,8 +87,12 @@ def _make_backend(args: argparse.Namespace, console: Console) -> Backend:
 
         return DockerBackend(base_image=args.base_image, flavour=args.image_flavour,
                              log=_plain(console))
+    if name == "slurm":
+        from harness.backends.slurm_backend import SlurmBackend
+
+        return SlurmBackend(log=_plain(console))
     raise UserError(f"unknown backend {name!r}", key="--backend",
-                    fix="use --backend auto, docker or local")
+                    fix="use --backend auto, docker, local or slurm")
 
 
 def _plain(console: Console) -> LineSink:
@@ -131,7 +138,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     machine_meter=not args.no_machine_meter)
     session_dir, records = runner.run(runs, session=args.session,
                                       scenario_files=[str(item.path) for item in loaded],
-                                      argv=sys.argv)
+                                      argv=sys.argv, detach=args.detach)
+    if args.detach:  # submitted; `harness attach` writes the outcomes and the report
+        return EXIT_RUNS_FAILED if records else 0
     sessions, load_warnings = load([session_dir])
     print(runs_table([run for item in sessions for run in item.runs]))
     # The comparison of this session, as `harness report` would write it.
@@ -142,6 +151,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
         console.print(f"[red]{len(bad)} run(s) did not succeed[/]"
                       + (f", {skipped} not started" if skipped else "")
                       + f"; details in {session_dir}/*/outcome.json and worker.log")
+        return 130 if any(r.status.value == "interrupted" for r in records) else EXIT_RUNS_FAILED
+    return 0
+
+
+def _cmd_attach(args: argparse.Namespace) -> int:
+    """Follow a Slurm session's jobs to their end, then the tables and report as `run`."""
+    _stop_on_sigterm()
+    console = _console()
+    from harness import dataset
+    from harness.backends.slurm_backend import SlurmBackend
+    from harness.report import runs_table
+    from harness.results import load
+    from harness.runner import Runner
+
+    session_dir = args.session_dir
+    if not session_dir.is_dir():
+        raise UserError("no such session directory", source=session_dir,
+                        fix="pass results/<session> as `run --detach` printed it")
+    runner = Runner(SlurmBackend(log=_plain(console)), session_dir.parent,
+                    dataset.default_data_dir(), console)
+    records = runner.attach(session_dir)
+    sessions, load_warnings = load([session_dir])
+    print(runs_table([run for item in sessions for run in item.runs]))
+    _report(sessions, load_warnings, out=None, baseline=None, fmt="simple", scope="training")
+    bad = [r for r in records if r.status.value != "ok"]
+    if bad:
+        console.print(f"[red]{len(bad)} run(s) did not succeed[/]; details in "
+                      f"{session_dir}/*/outcome.json and worker.log")
         return 130 if any(r.status.value == "interrupted" for r in records) else EXIT_RUNS_FAILED
     return 0
 
@@ -343,14 +380,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="show the runs the scenarios expand to, without running")
     p.add_argument("files", nargs="+", type=Path)
-    p.add_argument("--synthetic", action="store_true", help=SYNTHETIC_HELP)
+    p.add_argument("--synthetic", nargs="?", const="easy", choices=["easy", "cifar-like"],
+                   metavar="DIFFICULTY", help=SYNTHETIC_HELP)
     p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser("run", help="run the scenarios and write a results session")
     p.add_argument("files", nargs="+", type=Path)
-    p.add_argument("--backend", default="auto", choices=["auto", "docker", "local"],
-                   help="where workers run: docker containers, local processes, or auto "
-                        "(docker when a daemon answers, else local; the default)")
+    p.add_argument("--backend", default="auto", choices=["auto", "docker", "local", "slurm"],
+                   help="where workers run: docker containers, local processes, Slurm jobs "
+                        "(one per run, on the nodes the entries' slurm blocks select), or "
+                        "auto (docker when a daemon answers, else local; the default)")
+    p.add_argument("--detach", action="store_true",
+                   help="slurm: submit every run and return; `harness attach SESSION_DIR` "
+                        "follows the jobs to their end and writes the outcomes and report")
     p.add_argument("--base-image", help="docker: base image of the worker images (default: "
                    "python:3.11-slim-bookworm, else the local stand-in from `make base-image`)")
     p.add_argument("--image-flavour", choices=["cpu", "gpu"],
@@ -358,7 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--session", help="session directory name (default: timestamp + scenarios)")
     p.add_argument("--results-dir", type=Path, default=Path("results"))
     p.add_argument("--data-dir", type=Path, help="datasets (default: $HARNESS_DATA_DIR or data/)")
-    p.add_argument("--synthetic", action="store_true", help=SYNTHETIC_HELP)
+    p.add_argument("--synthetic", nargs="?", const="easy", choices=["easy", "cifar-like"],
+                   metavar="DIFFICULTY", help=SYNTHETIC_HELP)
     p.add_argument("--idle-s", type=float, default=30.0, metavar="S",
                    help="measure the host's idle power for S seconds before the first run "
                    "(default 30), so every run gets net figures beside gross ones")
@@ -369,6 +412,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-machine-meter", action="store_true",
                    help="no machine scope: do not run CodeCarbon on the host around each run")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "attach", help="follow a Slurm session's jobs to their end (after run --detach, or "
+        "after the harness that submitted them died), then write the outcomes and report",
+        description="Follow the jobs of a Slurm session (their ids are in each run "
+        "directory's slurm-job.json) until they end, record each run's outcome as `run` "
+        "would, and print the report. Ctrl-C cancels the session's jobs.")
+    p.add_argument("session_dir", type=Path, metavar="SESSION_DIR",
+                   help="the session directory, results/<session>")
+    p.set_defaults(func=_cmd_attach)
 
     p = sub.add_parser(
         "report", help="compare result sessions: tables, report.md, CSV, JSON and plots",
@@ -403,23 +456,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="get or generate the dataset")
     p.add_argument("--data-dir", type=Path, help="default: $HARNESS_DATA_DIR or data/")
+    # --data-dir is accepted after the action too (`data synth --data-dir DIR`).
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS,
+                       help="default: $HARNESS_DATA_DIR or data/")
     data_sub = p.add_subparsers(dest="action", required=True)
-    data_sub.add_parser("fetch", help="download CIFAR-10 and verify its MD5")
-    imp = data_sub.add_parser("import", help="import a cifar-10-python.tar.gz obtained elsewhere "
+    data_sub.add_parser("fetch", help="download CIFAR-10 and verify its MD5", parents=[where])
+    imp = data_sub.add_parser("import", parents=[where],
+                              help="import a cifar-10-python.tar.gz obtained elsewhere "
                               "(MD5-checked), or with --name a non-official CIFAR-format archive")
     imp.add_argument("archive", type=Path)
     imp.add_argument("--name", help="import a non-official CIFAR-format archive under this name "
                      "(lower-case letters, digits, hyphens) into data/custom-NAME; scenarios use "
                      "it as dataset: {kind: custom, name: NAME} and every result is labelled "
                      "with it")
-    syn = data_sub.add_parser("synth", help="generate a dataset in CIFAR-10's on-disk format")
+    syn = data_sub.add_parser("synth", parents=[where],
+                              help="generate a dataset in CIFAR-10's on-disk format")
     syn.add_argument("--train-size", type=int, default=50_000)
     syn.add_argument("--test-size", type=int, default=10_000)
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--difficulty", default="easy", choices=["easy", "cifar-like"],
                      help="easy: learnt to ~99%% in one epoch (a smoke test); cifar-like: the "
                      "research CNN reaches about 70%% after 10 epochs (README, Data)")
-    data_sub.add_parser("status", help="list the datasets on disk")
+    data_sub.add_parser("status", help="list the datasets on disk", parents=[where])
     p.set_defaults(func=_cmd_data)
 
     p = sub.add_parser("image", help="build the worker images (docker) if their inputs changed")

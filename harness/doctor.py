@@ -864,6 +864,7 @@ def check_slurm(which: Callable[[str], str | None] = shutil.which,
               + f"; {len(up)}/{len(states)} node(s) up")
     facts = {"release": release, "partitions": partitions, "nodes": states,
              "backend_available": _slurm_backend_available()}
+    detail += _slurm_config(which, run, env, facts)
     if not facts["backend_available"]:
         detail += "; this harness has no Slurm backend yet (`harness run` cannot use it)"
     if not up:
@@ -872,9 +873,40 @@ def check_slurm(which: Callable[[str], str | None] = shutil.which,
     return Check("slurm", "cluster", OK, detail, "", facts)
 
 
+def _slurm_config(which: Callable[[str], str | None],
+                  run: Callable[..., subprocess.CompletedProcess[str]],
+                  env: Mapping[str, str], facts: dict[str, Any]) -> str:
+    """What the Slurm backend depends on beyond a controller that answers: accounting
+    (sacct: final states, OUT_OF_MEMORY on the step, energy) and an energy plugin
+    (Slurm's ConsumedEnergy beside CodeCarbon's figure). Text for the check's detail."""
+    scontrol = which("scontrol")
+    if not scontrol:
+        return ""
+    try:
+        proc = run([scontrol, "show", "config"], capture_output=True, text=True, timeout=20,
+                   env=dict(env))
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    if proc.returncode != 0:
+        return ""
+    config = {key.strip(): value.strip() for key, sep, value in
+              (line.partition("=") for line in proc.stdout.splitlines()) if sep}
+    storage = config.get("AccountingStorageType", "accounting_storage/none")
+    energy = config.get("AcctGatherEnergyType", "acct_gather_energy/none")
+    facts.update(accounting=storage, energy_plugin=energy, sacct=bool(which("sacct")))
+    text = ("; accounting: " + (f"{storage} (sacct)" if not storage.endswith("/none")
+                                and which("sacct") else
+                                "none (final states from squeue/scontrol and the worker's "
+                                "files)"))
+    text += ("; energy: " + ("not gathered (AcctGatherEnergyType none): no Slurm energy to "
+                             "cross-check CodeCarbon's" if energy.endswith("/none") else
+                             f"{energy} (ConsumedEnergy recorded beside CodeCarbon's)"))
+    return text
+
+
 def _slurm_backend_available() -> bool:
     try:
-        return importlib.util.find_spec("harness.backends.slurm") is not None
+        return importlib.util.find_spec("harness.backends.slurm_backend") is not None
     except ImportError:
         return False
 
@@ -907,7 +939,7 @@ class Host:
     slurm: bool = False
     slurm_error: str = ""
     slurm_backend: bool = False
-    """``harness run`` has a Slurm backend (harness/backends/slurm.py)."""
+    """``harness run`` has a Slurm backend (harness/backends/slurm_backend.py)."""
 
 
 def predict(hardware: Any, rapl_opt_in: bool, backend: str, host: Host, *,

@@ -98,16 +98,38 @@ def cgroup_cpu_quota(root: Path = CGROUP_ROOT) -> float | None:
     return None
 
 
+def _with_ancestors(directory: Path, root: Path) -> list[Path]:
+    """``directory`` and its parents up to ``root``'s level: a limit set on an enclosing
+    cgroup binds too (a Slurm job's memory limit sits on ``job_N``, above the task's own
+    ``step_0/task_0``, which reads unlimited)."""
+    chain = [directory]
+    while chain[-1] != chain[-1].parent and chain[-1].parent.is_relative_to(root) \
+            and chain[-1].parent != root:
+        chain.append(chain[-1].parent)
+    return chain
+
+
 def cgroup_memory_limit(root: Path = CGROUP_ROOT) -> int | None:
-    """The memory limit of this process's cgroup in bytes; None when unlimited."""
+    """The memory limit of this process's cgroup in bytes (the smallest on the way up from
+    its own cgroup); None when unlimited."""
     for directory in _own_cgroup_dirs(root, "memory"):
-        for name in ("memory.max", "memory.limit_in_bytes"):
-            text = _read(directory / name)
-            if text is not None:
+        limits: list[int] = []
+        found = False
+        for level in _with_ancestors(directory, root):
+            for name in ("memory.max", "memory.limit_in_bytes"):
+                text = _read(level / name)
+                if text is None:
+                    continue
+                found = True
                 try:
-                    return parse_memory_limit(text)
+                    limit = parse_memory_limit(text)
                 except ValueError:
-                    return None
+                    limit = None
+                if limit is not None:
+                    limits.append(limit)
+                break
+        if found:
+            return min(limits) if limits else None
     return None
 
 

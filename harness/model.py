@@ -97,7 +97,7 @@ def build_model(training: TrainingSpec, pipeline: Pipeline = DEFAULT_PIPELINE, *
         name="cifar10_cnn",
     )
     model.compile(
-        optimizer=tf.keras.optimizers.Adam(learning_rate=training.learning_rate),
+        optimizer=tf.keras.optimizers.Adam(learning_rate=training.effective_learning_rate),
         loss="categorical_crossentropy" if one_hot else "sparse_categorical_crossentropy",
         metrics=["accuracy"],
         jit_compile=training.xla,

@@ -159,9 +159,12 @@ def classify(outcome: Outcome, metrics: Metrics | None,
     if outcome.interrupted:
         return RunStatus.INTERRUPTED, outcome.reason or "stopped by the user (Ctrl-C)"
     if outcome.timed_out:
-        return RunStatus.TIMEOUT, "exceeded the scenario's timeout_s; stopped"
+        return RunStatus.TIMEOUT, outcome.reason or "exceeded the scenario's timeout_s; stopped"
     if outcome.oom_killed:
-        return RunStatus.FAILED, "killed by the out-of-memory killer (raise hardware.memory)"
+        return RunStatus.FAILED, outcome.reason or ("killed by the out-of-memory killer (raise "
+                                                    "hardware.memory)")
+    if outcome.failed:
+        return RunStatus.FAILED, outcome.reason or "the backend reports a failure"
     if outcome.exit_code == 0 and worker is RunStatus.OK:
         return RunStatus.OK, None
     if worker in (RunStatus.PARTIAL, RunStatus.OVER_BUDGET):
@@ -268,6 +271,13 @@ def reap_dead_sessions(log: Any) -> int:
     marked = 0
     for entry in state.dead_sessions():
         session_dir = Path(entry.session_dir)
+        if any(session_dir.glob("*/slurm-job.json")):
+            # Its jobs live on the cluster, not in this harness: they may still run, and
+            # `harness attach` follows them to the end (Runner.attach).
+            log(f"session {session_dir} (Slurm) was left by a harness that is gone (pid "
+                f"{entry.pid}); its jobs may still run: python -m harness attach {session_dir}")
+            state.unregister(entry.session_id)
+            continue
         for run_dir in sorted(session_dir.glob("*/run.json")):
             if mark_orphaned(run_dir.parent, None, [],
                              f"its harness (pid {entry.pid}) died during the run; marked by a "
@@ -362,10 +372,21 @@ class Runner:
         return others
 
     def run(self, runs: list[RunSpec], *, session: str | None, scenario_files: list[str],
-            argv: list[str]) -> tuple[Path, list[RunRecord]]:
-        """Run every planned run; returns the session directory and one record per run."""
+            argv: list[str], detach: bool = False) -> tuple[Path, list[RunRecord]]:
+        """Run every planned run; returns the session directory and one record per run.
+
+        A batch backend (Slurm) submits every run and follows the jobs (Runner._run_batch);
+        ``detach`` returns once they are submitted (no records). With a session budget it
+        runs one job at a time on the sequential path, so each run's spending is known
+        before the next starts.
+        """
         from harness import state
 
+        batched = self.backend.batch and not any(run.session_budget for run in runs)
+        if detach and not batched:
+            raise UserError("--detach needs a batch backend and no session budget",
+                            key="--detach", fix="use --backend slurm; a scenario with "
+                            "budget.session runs one job at a time, followed by the harness")
         check_results_dir(self.results_dir)
         if session is not None:
             check_session_name(session)
@@ -374,7 +395,9 @@ class Runner:
         for warning in self.backend.preflight(runs):
             self.console.print(f"[yellow]warning:[/] {warning}")
         prepare_data(runs, self.data_dir, self.console)
-        idle, idle_note = self._idle()
+        idle, idle_note = self._idle() if self.backend.measures_host else (
+            None, f"no idle baseline: the workers run on the {self.backend.name} nodes, not on "
+                  "this host")
         session_dir = create_session_dir(self.results_dir, session, runs)
         record = Session(
             session=session_dir.name, session_id=uuid.uuid4().hex, created_at=now_iso(),
@@ -393,7 +416,10 @@ class Runner:
         try:
             self._others(record.session_id)
             self._say(f"session: {session_dir}")
-            records = self._run_all(runs, session_dir, record)
+            if batched:
+                records = self._run_batch(runs, session_dir, record, detach=detach)
+            else:
+                records = self._run_all(runs, session_dir, record)
         finally:
             state.unregister(record.session_id)
             if self.concurrent:
@@ -454,8 +480,8 @@ class Runner:
         return RunRecord(spec.run_id, RunStatus.OVER_BUDGET, 0.0, reason)
 
     def _meter(self, spec: RunSpec, run_dir: Path) -> Any:
-        if not self.machine_meter:
-            return None
+        if not self.machine_meter or not self.backend.measures_host:
+            return None  # the worker runs elsewhere (a Slurm node): this host is not its machine
         from harness.meter import Meter
 
         try:
@@ -530,3 +556,222 @@ class Runner:
             machine=machine, concurrent_sessions=sorted(others),
             slurm=outcome.slurm))
         return RunRecord(spec.run_id, status, outcome.duration_s, reason)
+
+    # --- the batch path (Slurm): submit every run, then follow the jobs ---------------------
+
+    def _run_batch(self, runs: list[RunSpec], session_dir: Path, session: Session, *,
+                   detach: bool) -> list[RunRecord]:
+        """Submit every run (the scheduler queues them and runs them side by side), then,
+        unless ``detach``, follow them all to their end (harness.backends.batch.follow)."""
+        from harness.backends.batch import deferred_interrupts
+
+        backend: Any = self.backend
+        records: list[RunRecord] = []
+        items: list[_Followed] = []
+        interrupted = False
+        with Display(self.console) as base:
+            display = BatchDisplay(base)
+            try:
+                for index, spec in enumerate(runs, start=1):
+                    run_dir = self._prepare(spec, session_dir, session)
+                    job = Job(run=spec, run_dir=run_dir, data_dir=self.data_dir,
+                              session=session.session, session_id=session.session_id)
+                    try:
+                        with deferred_interrupts():  # a job submitted is a job followed
+                            record = backend.submit(job)
+                            item = self._followed(spec, run_dir, record, index, len(runs),
+                                                  display)
+                            items.append(item)
+                    except UserError as exc:  # refused at submission: this run fails
+                        result = self._refused_by_backend(spec, run_dir, exc.message)
+                        records.append(result)
+                        display.finished(result)
+                        continue
+                    display.submitted(item.tracked)
+            except KeyboardInterrupt:
+                interrupted = True
+            if detach and not interrupted:
+                for item in items:
+                    item.log.close()
+                base.line(f"detached: {len(items)} job(s) submitted; follow them to the end "
+                          "(the outcomes and the report) with:\n  python -m harness attach "
+                          f"{session_dir}\n(Ctrl-C there cancels them; so does scancel "
+                          + " ".join(item.tracked.job_id for item in items) + ")")
+                return records
+            self._follow(items, display, session.session_id, records, interrupted)
+        order = {spec.run_id: i for i, spec in enumerate(runs)}
+        return sorted(records, key=lambda r: order.get(r.run_id, len(order)))
+
+    def attach(self, session_dir: Path) -> list[RunRecord]:
+        """Follow the jobs of a batch session to their end, writing each run's outcome.json
+        as the batch path does (after ``run --detach``, or after the harness that followed
+        them died). Runs with an outcome keep it; a run directory without a job (the
+        harness stopped between preparing and submitting it) is recorded not_started."""
+        from harness import state
+        from harness.plan import read_run_file
+        from harness.schema import SESSION_FILE
+
+        backend: Any = self.backend
+        path = session_dir / SESSION_FILE
+        try:
+            session = read_model(path, Session, upgrade_hint=UPGRADE_HINT)
+        except FileProblem as exc:
+            raise UserError(f"not a session: {exc.reason}", source=path,
+                            fix="pass a session directory, results/<session>") from None
+        if session.backend.get("backend") != backend.name:
+            raise UserError(f"session {session.session} ran on the "
+                            f"{session.backend.get('backend')} backend; only "
+                            f"{backend.name} sessions are attached to (only Slurm sessions "
+                            "have jobs to follow)", source=path,
+                            fix="`harness report` reads any session")
+        for entry in state.live_sessions():
+            if entry.session_id == session.session_id:
+                raise UserError(f"session {session.session} is followed by another harness "
+                                f"(pid {entry.pid} on {entry.host})", source=session_dir,
+                                fix="wait for it, or stop it (its Ctrl-C cancels the jobs)")
+        records: list[RunRecord] = []
+        todo = []
+        for index, run_id in enumerate(session.runs, start=1):
+            run_dir = session_dir / run_id
+            if (run_dir / "outcome.json").exists():
+                with contextlib.suppress(FileProblem):
+                    done = read_model(run_dir / "outcome.json", OutcomeRecord,
+                                      upgrade_hint=UPGRADE_HINT)
+                    records.append(RunRecord(run_id, done.status, done.duration_s, done.reason))
+                continue
+            if not run_dir.is_dir():
+                continue  # never prepared: planned-only in the report
+            try:
+                job = backend.read_job(run_dir)
+                spec = read_run_file(run_dir).spec
+            except FileProblem as exc:
+                self._say(f"warning: {run_id}: {exc.render()}; not followed")
+                continue
+            if job is None:
+                reason = "prepared but never submitted (the harness stopped before submitting it)"
+                write_outcome(run_dir, OutcomeRecord(
+                    run_id=run_id, status=RunStatus.NOT_STARTED, exit_code=None,
+                    duration_s=0.0, reason=reason, log_tail=[], backend=backend.name,
+                    provenance={"backend": backend.name}, finished_at=now_iso()))
+                records.append(RunRecord(run_id, RunStatus.NOT_STARTED, 0.0, reason))
+                continue
+            if getattr(job, "slurm_conf", None) and "SLURM_CONF" not in backend.env:
+                backend.env["SLURM_CONF"] = job.slurm_conf  # the cluster it was submitted to
+            todo.append((spec, run_dir, job, index))
+        self._say(f"session {session_dir}: {len(records)} run(s) already finished, "
+                  f"{len(todo)} job(s) to follow")
+        state.register(session.session_id, session_dir)
+        try:
+            with Display(self.console) as base:
+                display = BatchDisplay(base)
+                items = []
+                for spec, run_dir, job, index in todo:
+                    item = self._followed(spec, run_dir, job, index, len(session.runs), display)
+                    items.append(item)
+                    display.submitted(item.tracked, verb="following")
+                self._follow(items, display, session.session_id, records)
+        finally:
+            state.unregister(session.session_id)
+        order = {run_id: i for i, run_id in enumerate(session.runs)}
+        return sorted(records, key=lambda r: order.get(r.run_id, len(order)))
+
+    def _refused_by_backend(self, spec: RunSpec, run_dir: Path, reason: str) -> RunRecord:
+        write_outcome(run_dir, OutcomeRecord(
+            run_id=spec.run_id, status=RunStatus.FAILED, exit_code=None, duration_s=0.0,
+            reason=reason, log_tail=[], backend=self.backend.name,
+            provenance={"backend": self.backend.name, "error": reason}, finished_at=now_iso()))
+        return RunRecord(spec.run_id, RunStatus.FAILED, 0.0, reason)
+
+    def _followed(self, spec: RunSpec, run_dir: Path, job: Any, index: int, total: int,
+                  display: BatchDisplay) -> _Followed:
+        """A submitted run to follow: its worker.log is rebuilt from the job's output file
+        (the source of truth, read from the start again on every attach)."""
+        from harness.backends.batch import Tracked
+
+        tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+        try:
+            log = _Quiet((run_dir / "worker.log").open("w", buffering=1))
+        except OSError as exc:
+            raise disk_error(exc, run_dir / "worker.log") from None
+
+        def on_line(line: str) -> None:
+            if line.startswith(PROGRESS_PREFIX):
+                with contextlib.suppress(ValueError):
+                    event = json.loads(line[len(PROGRESS_PREFIX):])
+                    if isinstance(event, dict):
+                        display.event(spec, event)
+                return
+            log.write(line + "\n")
+            tail.append(line)
+
+        tracked = Tracked(spec=spec, run_dir=run_dir, job=job, facts=self.backend.new_facts(),  # type: ignore[attr-defined]
+                          sink=on_line, index=index, total=total)
+        return _Followed(tracked, log, tail)
+
+    def _follow(self, items: list[_Followed], display: BatchDisplay, session_id: str,
+                records: list[RunRecord], interrupted: bool = False) -> None:
+        from harness.backends.batch import follow
+
+        by_id = {item.tracked.spec.run_id: item for item in items}
+
+        def on_done(tracked: Any, outcome: Outcome) -> None:
+            item = by_id[tracked.spec.run_id]
+            item.log.close()
+            status, reason = classify(outcome, _worker_metrics(tracked.run_dir), list(item.tail))
+            write_outcome(tracked.run_dir, OutcomeRecord(
+                run_id=tracked.spec.run_id, status=status, exit_code=outcome.exit_code,
+                duration_s=outcome.duration_s, reason=reason, log_tail=list(item.tail),
+                backend=self.backend.name, provenance=outcome.provenance,
+                finished_at=now_iso(), machine=None,
+                concurrent_sessions=sorted(set(self._others(session_id))),
+                slurm=outcome.slurm))
+            result = RunRecord(tracked.spec.run_id, status, outcome.duration_s, reason)
+            records.append(result)
+            display.finished(result)
+
+        follow(self.backend, [item.tracked for item in items],  # type: ignore[arg-type]
+               on_state=display.state, on_done=on_done, say=display.display.line,
+               interrupted=interrupted)
+
+
+@dataclass
+class _Followed:
+    """A run of the batch path: its tracked job, its worker.log and the log's tail."""
+
+    tracked: Any
+    log: _Quiet
+    tail: deque[str]
+
+
+class BatchDisplay:
+    """Progress of many runs at once: a live bar per run on a terminal, plain lines
+    elsewhere (submitted, queued, running on NODE, each epoch, finished)."""
+
+    def __init__(self, display: Display) -> None:
+        self.display = display
+        self.tasks: dict[str, Any] = {}
+
+    def submitted(self, tracked: Any, verb: str = "submitted as") -> None:
+        spec = tracked.spec
+        text = f"run {tracked.index}/{tracked.total} {spec.run_id}"
+        if self.display._progress is not None:
+            self.tasks[spec.run_id] = self.display._progress.add_task(
+                text, total=spec.training.epochs, state=f"{verb} job {tracked.job_id}")
+        else:
+            self.display.line(f"{text}: {verb} job {tracked.job_id} "
+                              f"({spec.training.epochs} epochs, {spec.hardware.name})")
+
+    def state(self, tracked: Any, text: str) -> None:
+        task = self.tasks.get(tracked.spec.run_id)
+        if self.display._progress is not None and task is not None:
+            self.display._progress.update(task, state=text)
+        else:
+            self.display.line(f"  {tracked.spec.run_id}: {text}")
+
+    def event(self, spec: RunSpec, event: dict[str, Any]) -> None:
+        self.display._task = self.tasks.get(spec.run_id)
+        self.display.event(spec, event)
+
+    def finished(self, record: RunRecord) -> None:
+        self.display._task = self.tasks.get(record.run_id)
+        self.display.run_finished(record)

@@ -29,6 +29,7 @@ from pydantic import (
 
 from harness.errors import UserError
 from harness.regions import Region, parse_region
+from harness.slurm_spec import SlurmSpec
 
 #: Names become parts of run ids and directory names: keep them file-name safe.
 NAME_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
@@ -75,6 +76,17 @@ class HardwareSpec(_Strict):
     gpu_ids: list[Annotated[int, Field(ge=0, le=255)]] | None = Field(default=None, min_length=1,
                                                                        max_length=64)
     """Explicit GPU indices (GPU devices only; excludes ``gpus``; at least one)."""
+    home_region: str | None = None
+    """The region this hardware's runs are priced in and tracked with, overriding
+    ``regions.home`` (a cluster in another region); validated like the scenario's."""
+    slurm: SlurmSpec | None = None
+    """Slurm backend only: partition, features, GRES, account, QoS, time limit, exclusive
+    node and further sbatch options (harness.slurm_spec)."""
+
+    @field_validator("home_region")
+    @classmethod
+    def _home_region_is_known(cls, value: str | None) -> str | None:
+        return None if value is None else parse_region(value).label
 
     @field_validator("cpuset")
     @classmethod
@@ -120,6 +132,11 @@ class HardwareSpec(_Strict):
         if self.gpus is not None and self.gpu_ids is not None:
             raise ValueError(f"both gpus and gpu_ids are given{_FIX}keep gpus (a count) or gpu_ids "
                              "(a list), not both")
+        gres_gpus = self.slurm.gres_gpus() if self.slurm is not None else None
+        if gres_gpus is not None and gres_gpus != self.gpu_count:
+            raise ValueError(f"slurm.gres asks for {gres_gpus} GPU(s) but the entry for "
+                             f"{self.gpu_count}{_FIX}make the gres count match gpus (a CPU "
+                             "entry asks for none)")
         return self
 
     @property
@@ -208,12 +225,49 @@ class DatasetSpec(_Strict):
         return dataset.synthetic_root(data_dir, train, test, self.seed, self.difficulty)
 
 
+class EarlyStoppingSpec(_Strict):
+    """Stop when the monitored validation figure has not improved for ``patience`` epochs,
+    and keep the best epoch's weights (Keras' EarlyStopping, restore_best_weights)."""
+
+    monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy"
+    patience: int = Field(default=2, ge=1, le=1000)
+    min_delta: Number = Field(default=0.0, ge=0, le=1)
+    """The smallest change that counts as an improvement (accuracy as a fraction)."""
+
+
+class PruningSettings(_Strict):
+    """Magnitude pruning of the Conv2D and Dense kernels (the classifier excepted) during
+    training, on a polynomial schedule (Zhu & Gupta 2017), masks kept through fine-tuning
+    (harness/pruning.py)."""
+
+    sparsity: Number = Field(gt=0, lt=1)
+    """Fraction of each pruned kernel's weights set to zero at the end of the schedule."""
+    begin_epoch: int = Field(default=0, ge=0, le=1000)
+    """The schedule starts at the beginning of this 0-based epoch."""
+    end_epoch: int | None = Field(default=None, ge=1, le=1000)
+    """The target is reached at the beginning of this 0-based epoch; the epochs after it
+    fine-tune (default: two epochs before the end, at least one epoch after begin)."""
+    updates_per_epoch: int = Field(default=4, ge=1, le=1000)
+
+
+#: The learning-rate scaling rules for a batch size other than the research's 64.
+LR_RULES = {
+    "none": "the learning rate as given",
+    "linear": "learning rate x batch_size / 64 (Goyal et al. 2017, for SGD)",
+    "sqrt": "learning rate x sqrt(batch_size / 64) (Hoffer et al. 2017; suits Adam)",
+}
+RESEARCH_BATCH = 64
+
+
 class TrainingSpec(_Strict):
     """Training settings. Defaults are the research workload; anything else is a deviation."""
 
     epochs: int = Field(default=10, ge=1, le=1000)
     batch_size: int = Field(default=64, ge=1, le=65536)
     learning_rate: Number = Field(default=0.001, gt=0, le=1)
+    """The learning rate at batch size 64; see ``lr_scaling`` for other batch sizes."""
+    lr_scaling: Literal["none", "linear", "sqrt"] = "none"
+    """How the learning rate follows the batch size (:data:`LR_RULES`)."""
     seed: int = Field(default=42, ge=0, le=2**31 - 1)
     """Training seed of the first repeat (TensorFlow, NumPy and Python accept 0..2**31-1)."""
     seed_policy: Literal["per_repeat", "fixed"] = "per_repeat"
@@ -223,24 +277,85 @@ class TrainingSpec(_Strict):
     """Deviation: float16 compute (mixed_float16 policy). Changes the numbers."""
     xla: bool = False
     """Deviation: XLA compilation (jit_compile). Changes the numbers and the speed."""
-    early_stopping_patience: int | None = Field(default=None, ge=1, le=1000)
-    """Deviation: stop when validation loss has not improved for this many epochs."""
+    early_stopping: EarlyStoppingSpec | None = None
+    """Deviation: stop when validation has stopped improving (keeps the best weights)."""
+    pruning: PruningSettings | None = None
+    """Deviation: magnitude pruning of the kernels during training."""
+
+    @model_validator(mode="after")
+    def _pruning_fits_the_epochs(self) -> TrainingSpec:
+        if self.pruning is not None:
+            end = self.pruning_end_epoch
+            if not self.pruning.begin_epoch < end <= self.epochs:
+                raise ValueError(
+                    f"pruning runs from epoch {self.pruning.begin_epoch} to {end}, which does "
+                    f"not fit {self.epochs} epochs{_FIX}set 0 <= begin_epoch < end_epoch <= "
+                    "epochs (0-based epochs)")
+        return self
+
+    @property
+    def pruning_end_epoch(self) -> int:
+        """The 0-based epoch at whose beginning the pruning target is reached."""
+        assert self.pruning is not None
+        if self.pruning.end_epoch is not None:
+            return self.pruning.end_epoch
+        return max(self.pruning.begin_epoch + 1, self.epochs - 2)
+
+    @property
+    def effective_learning_rate(self) -> float:
+        """The learning rate the optimizer gets, after ``lr_scaling`` for the batch size."""
+        factor = self.batch_size / RESEARCH_BATCH
+        if self.lr_scaling == "linear":
+            return self.learning_rate * factor
+        if self.lr_scaling == "sqrt":
+            return self.learning_rate * factor ** 0.5
+        return self.learning_rate
 
     def deviations(self) -> dict[str, Any]:
         """Settings that differ from the research workload, by name."""
         reference = TrainingSpec()
-        return {
-            name: getattr(self, name)
-            for name in type(self).model_fields
-            if name not in ("seed", "seed_policy")
-            and getattr(self, name) != getattr(reference, name)
-        }
+        changed: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name in ("seed", "seed_policy") or value == getattr(reference, name):
+                continue
+            changed[name] = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+        if self.effective_learning_rate != self.learning_rate:
+            changed["effective_learning_rate"] = self.effective_learning_rate
+        return changed
 
     def seed_for(self, repeat: int) -> int:
         """The training seed of 1-based ``repeat`` under :attr:`seed_policy`."""
         if self.seed_policy == "fixed":
             return self.seed
         return (self.seed + repeat - 1) % 2**31
+
+
+class TrainingOverrides(_Strict):
+    """A variant: the training settings it changes, every one a declared deviation."""
+
+    epochs: int | None = Field(default=None, ge=1, le=1000)
+    batch_size: int | None = Field(default=None, ge=1, le=65536)
+    learning_rate: Number | None = Field(default=None, gt=0, le=1)
+    lr_scaling: Literal["none", "linear", "sqrt"] | None = None
+    mixed_precision: bool | None = None
+    xla: bool | None = None
+    early_stopping: EarlyStoppingSpec | None = None
+    pruning: PruningSettings | None = None
+
+    def apply(self, base: TrainingSpec) -> TrainingSpec:
+        """``base`` with these settings changed (validated again as a whole)."""
+        changes = {name: getattr(self, name) for name in self.model_fields_set}
+        return TrainingSpec.model_validate({**base.model_dump(), **{
+            k: (v.model_dump() if isinstance(v, BaseModel) else v) for k, v in changes.items()}})
+
+
+class StrategiesSettings(_Strict):
+    """How the strategies report picks the greenest variant."""
+
+    accuracy_tolerance_pp: Number = Field(default=1.0, ge=0, le=100)
+    """A strategy qualifies only if it loses at most this many accuracy points against the
+    baseline (its accuracy difference's estimate is at least minus this)."""
 
 
 class TrackerSpec(_Strict):
@@ -326,6 +441,10 @@ class Scenario(_Strict):
     hardware: list[HardwareSpec] = Field(min_length=1)
     regions: RegionsSpec
     training: TrainingSpec = Field(default_factory=TrainingSpec)
+    variants: dict[Name, TrainingOverrides] = Field(default_factory=dict, max_length=50)
+    """Named training variants, each run beside the baseline (the scenario's ``training``),
+    e.g. ``{early-stop: {early_stopping: {patience: 2}}}``; ``baseline`` is reserved."""
+    strategies: StrategiesSettings = Field(default_factory=StrategiesSettings)
     tracker: TrackerSpec = Field(default_factory=TrackerSpec)
     repeats: int = Field(default=1, ge=1, le=100)
     budget: BudgetSettings | None = None
@@ -335,6 +454,30 @@ class Scenario(_Strict):
     """The worker forecasts the run's time, energy and CO2 after this many epochs."""
     timeout_s: Number = Field(default=3600.0, gt=0, le=7 * 24 * 3600)
     """Wall-clock limit of one run, seconds; the run is stopped and recorded as timed out."""
+
+    @field_validator("variants")
+    @classmethod
+    def _variants_named(cls, variants: dict[str, TrainingOverrides]) -> dict[str, TrainingOverrides]:
+        if "baseline" in variants:
+            raise ValueError(f"'baseline' is the scenario's own training{_FIX}give the variant "
+                             "another name (the baseline runs anyway)")
+        return variants
+
+    @model_validator(mode="after")
+    def _variants_are_valid_trainings(self) -> Scenario:
+        for name, overrides in self.variants.items():
+            try:
+                overrides.apply(self.training)
+            except ValidationError as exc:
+                message = exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
+                raise ValueError(f"variant {name!r} makes an invalid training: {message}") \
+                    from None
+        return self
+
+    def trainings(self) -> dict[str, TrainingSpec]:
+        """Every variant's training, the baseline first."""
+        return {"baseline": self.training,
+                **{name: o.apply(self.training) for name, o in self.variants.items()}}
 
     @field_validator("hardware")
     @classmethod

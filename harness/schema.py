@@ -179,6 +179,8 @@ class RunSpec(Record):
     """The scenario's budget for all its runs in one session (the runner checks it)."""
     forecast_after_epoch: Annotated[int, Field(ge=1)] = 1
     target_accuracy: Fraction | None = None
+    accuracy_tolerance_pp: NonNeg = 1.0
+    """The strategies report: how many accuracy points a greener variant may lose."""
 
     @property
     def group(self) -> str:
@@ -551,6 +553,42 @@ class SlurmRecord(Record):
     energy_note: str = ""
     accounting: str = ""
     """Where the state came from: sacct, or squeue/scontrol when accounting is absent."""
+    job_state: str | None = None
+    """The job's own state when ``state`` is the worker step's (a step OUT_OF_MEMORY inside
+    a job FAILED), else the same as ``state``."""
+    steps: dict[str, str] = Field(default_factory=dict)
+    """Each job step's state (``batch``, ``0`` the worker's step), from sacct."""
+    cluster: str | None = None
+    queued_s: NonNeg | None = None
+    """From submission to the job's start (None: it never started)."""
+    time_limit_s: NonNeg | None = None
+    cuda_visible_devices: str | None = None
+    """What the job was given (Slurm sets it for GRES GPUs); None: not set."""
+    machine_scope: str = ""
+    """What stands for the machine scope, which the submitting host cannot measure."""
+
+
+class SlurmJobFile(Record):
+    """slurm-job.json: a run's Slurm job, written as it is submitted, so a later harness
+    (``harness attach``, after a ``--detach`` or a killed harness) follows it."""
+
+    format: Literal["harness.slurm-job"] = "harness.slurm-job"
+    version: Literal[2] = SCHEMA_VERSION
+    run_id: str
+    session_id: str
+    job_id: Annotated[str, Field(pattern=r"^[0-9]{1,12}$")]
+    submitted_at: str
+    cluster: str | None = None
+    slurm_conf: str | None = None
+    """SLURM_CONF at submission (an attach without it set uses this one)."""
+    script: str
+    """The batch script, a file of the run directory (sbatch keeps its own copy)."""
+    output: str
+    """The job's output file in the run directory (batch script and worker step)."""
+    sbatch: list[str]
+    """The sbatch command line, script path last."""
+    exclusive: bool
+    time_limit_s: NonNeg
 
 
 class MachineEnergy(Record):

@@ -24,6 +24,10 @@ NODE_PORT_0=$((PORT_BASE + 21))
 TIMEOUT=${HARNESS_SLURM_START_TIMEOUT:-60}   # seconds, for each wait below
 CLUSTER=harness
 ACCT_DB=harness_slurm_acct_db
+# Bumped whenever the generated configuration changes: a running cluster whose slurm.conf
+# carries an older version is restarted (the no-op path would keep the old settings).
+CONFIG_VERSION=2
+CONFIG_MARK="# harness test cluster configuration, version $CONFIG_VERSION"
 HOST=$(hostname -s)
 
 export SLURM_CONF=$CONF
@@ -84,6 +88,11 @@ for entry in $(daemons | tr ' ' ':'); do
     live_pid "${entry%%:*}" "${entry#*:}" >/dev/null && alive=$((alive + 1))
 done
 total=$(daemons | wc -l)
+if ((alive == total)) && ! grep -qxF "$CONFIG_MARK" "$CONF" 2>/dev/null; then
+    log "the running cluster's configuration is older than version $CONFIG_VERSION: restarting it"
+    bash "$HERE/stop-cluster.sh"
+    alive=0
+fi
 if ((alive == total)); then
     log "all $total daemons of the cluster in $STATE already run: nothing started"
     wait_until 15 "the running cluster to answer (sinfo)" sinfo -h
@@ -222,6 +231,7 @@ node_line() {  # NAME INDEX FEATURES [GRES]
 }
 
 write_if_changed "$CONF" 0644 <<EOF
+$CONFIG_MARK
 # Written by slurm/start-cluster.sh: single-host test cluster. Three slurmd run on this
 # one host ($HOST) as nodes c1, c2, g1; they SHARE its $CPUS CPUs and ${HOST_MEM} MB (each
 # declares all CPUs and the memory less 1 GiB), so the separation is logical only.
@@ -263,7 +273,9 @@ KillWait=10
 MinJobAge=5
 OverTimeLimit=0
 InactiveLimit=0
-SlurmdTimeout=120
+# A node whose slurmd stops answering is DOWN (its jobs NODE_FAIL) after 20 s, not the
+# default 300 s: tests/test_slurm_backend.py kills a slurmd mid-run.
+SlurmdTimeout=20
 JobAcctGatherType=jobacct_gather/cgroup
 JobAcctGatherFrequency=task=5
 AccountingStorageType=accounting_storage/slurmdbd

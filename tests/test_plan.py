@@ -63,3 +63,50 @@ def test_plan_command_prints_runs_and_runs_nothing(write_yaml, tmp_path) -> None
     assert result.returncode == 0, result.stderr
     assert "mini__cpu-a__r01" in result.stdout and "1 run(s); nothing was run" in result.stdout
     assert not (tmp_path / "results").exists()
+
+
+VARIANTS = MINIMAL.replace("training:\n  epochs: 1\n", """training:
+  epochs: 4
+variants:
+  early-stop:
+    early_stopping: {patience: 1}
+  big-batch:
+    batch_size: 256
+    lr_scaling: linear
+""") + "repeats: 2\n"
+
+
+def test_variants_expand_beside_the_baseline_with_the_variant_in_the_id(write_yaml) -> None:
+    runs = expand([load_scenario(write_yaml(VARIANTS))])
+    assert [r.run_id for r in runs] == [
+        "mini__baseline__cpu-a__r01", "mini__early-stop__cpu-a__r01",
+        "mini__big-batch__cpu-a__r01", "mini__baseline__cpu-a__r02",
+        "mini__early-stop__cpu-a__r02", "mini__big-batch__cpu-a__r02"]
+    by_id = {r.run_id: r for r in runs}
+    baseline = by_id["mini__baseline__cpu-a__r01"]
+    assert baseline.variant == "baseline" and baseline.training.deviations() == {"epochs": 4}
+    big = by_id["mini__big-batch__cpu-a__r01"].training
+    assert big.batch_size == 256 and big.effective_learning_rate == pytest.approx(0.004)
+    assert big.deviations()["effective_learning_rate"] == pytest.approx(0.004)
+    early = by_id["mini__early-stop__cpu-a__r02"]
+    assert early.training.early_stopping.patience == 1 and early.training.epochs == 4
+    assert early.seed == 43  # repeats vary the seed, variants of one repeat share it
+    assert {r.group for r in runs} == {"mini__baseline__cpu-a", "mini__early-stop__cpu-a",
+                                       "mini__big-batch__cpu-a"}
+    plan = run_cli("plan", str(write_yaml(VARIANTS)))
+    assert "early-stop" in plan.stdout and "lr_scaling=linear" in plan.stdout
+
+
+@pytest.mark.parametrize(("variants", "message"), [
+    ("  baseline: {epochs: 2}\n", "'baseline' is the scenario's own training"),
+    ("  pruned:\n    pruning: {sparsity: 0.5, end_epoch: 9}\n", "variant 'pruned' makes an "
+                                                               "invalid training"),
+    ("  odd:\n    dataset: cifar10\n", "unknown key"),
+    ("  pruned:\n    pruning: {sparsity: 1.0}\n", "less than 1"),
+])
+def test_bad_variants_name_the_variant_and_the_fix(write_yaml, variants: str,
+                                                   message: str) -> None:
+    text = MINIMAL + "variants:\n" + variants
+    result = run_cli("validate", str(write_yaml(text)))
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "fix:" in result.stderr and "Traceback" not in result.stderr

@@ -24,7 +24,8 @@ def test_defaults_are_the_research_workload(write_yaml) -> None:
     scenario = load_scenario(write_yaml(text)).scenario
     t = scenario.training
     assert (t.epochs, t.batch_size, t.learning_rate) == (10, 64, 0.001)
-    assert not t.mixed_precision and not t.xla and t.early_stopping_patience is None
+    assert not t.mixed_precision and not t.xla and t.early_stopping is None and t.pruning is None
+    assert t.lr_scaling == "none" and t.effective_learning_rate == 0.001
     assert t.deviations() == {}
     assert scenario.regions.all == ["FRA", "DEU"]
 

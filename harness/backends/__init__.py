@@ -81,6 +81,9 @@ class Outcome:
     """Stopped because the user pressed Ctrl-C."""
     reason: str | None = None
     """Why it ended, when the backend knows better than the exit code (Slurm's state)."""
+    failed: bool = False
+    """The backend knows the run failed whatever the worker wrote (Slurm's NODE_FAIL,
+    PREEMPTED...); ``reason`` says why."""
     slurm: Any = None
     """A harness.schema.SlurmRecord for runs that were Slurm jobs."""
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -94,6 +97,13 @@ class Backend(ABC):
     """Runs workers somewhere."""
 
     name: str
+    #: A batch backend (Slurm) submits every run at once and follows them (backends.batch);
+    #: the others run one worker after another (Runner._run_all).
+    batch: bool = False
+    #: Whether the workers run on this host: False (Slurm: on the cluster's nodes) turns off
+    #: the host-side machine meter and the idle baseline, which would measure the wrong
+    #: machine.
+    measures_host: bool = True
 
     @abstractmethod
     def preflight(self, runs: list[RunSpec]) -> list[str]:

@@ -147,9 +147,9 @@ def repair_hint(root: Path, kind: Kind | None) -> str:
         if params is None:
             return f"(re)create it with `{SYNTH_CMD}` (it rewrites every file)"
         train, test, seed, difficulty = params
-        return (f"rebuild this very data set in place: `python -m harness data --data-dir "
-                f"{root.parent} synth --train-size {train} --test-size {test} --seed {seed} "
-                f"--difficulty {difficulty}` (it rewrites every file)")
+        return (f"rebuild this very data set in place: `{SYNTH_CMD} --train-size {train} "
+                f"--test-size {test} --seed {seed} --difficulty {difficulty} --data-dir "
+                f"{root.parent}` (it rewrites every file)")
     if kind == "cifar10":
         return (f"run `{FETCH_CMD}`, or without network `{IMPORT_CMD} "
                 "PATH/cifar-10-python.tar.gz`")

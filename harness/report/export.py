@@ -117,10 +117,39 @@ def summary_json(report: Report) -> str:
                          "estimated": c.estimated}
                         for c in report.comparisons],
         "pareto": {"front": list(report.pareto), "resolved": report.pareto_resolved},
+        "strategies": _strategies_json(report),
         "left_out": [vars(r) for r in report.left_out],
         "warnings": list(report.warnings),
     }
     return json.dumps(document, indent=2) + "\n"
+
+
+def _strategies_json(report: Report) -> dict[str, Any] | None:
+    from harness.report.strategies import strategies
+
+    found = strategies(report)
+    if found is None:
+        return None
+
+    def comparison(value: Any) -> Any:
+        return value.as_dict() if value is not None else None
+
+    return {
+        "tolerance_pp": found.tolerance_pp, "greenest": found.greenest,
+        "front": list(found.front), "front_resolved": found.front_resolved,
+        "rows": [{"scenario": r.group.scenario, "hardware": r.group.hardware,
+                  "strategy": r.name, "accuracy_diff_pp": comparison(r.accuracy_pp),
+                  "time_ratio": comparison(r.time), "energy_ratio": comparison(r.energy),
+                  "co2_ratio": comparison(r.co2),
+                  "epochs_run": r.epochs_run.as_dict() if r.epochs_run else None,
+                  "energy_to_target_kwh": r.target_kwh.as_dict() if r.target_kwh else None,
+                  "target_reached": list(r.target_reached), "pruning": r.pruning}
+                 for r in found.rows],
+        "regions": [{"scenario": g.scenario, "hardware": g.hardware, "home": g.home,
+                     "cleanest": g.cleanest, "co2_ratio": g.ratio,
+                     "saving_kg": g.saving_kg.as_dict() if g.saving_kg else None}
+                    for g in found.regions],
+    }
 
 
 def default_out_dir(sessions: list[LoadedSession],

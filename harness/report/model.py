@@ -519,6 +519,11 @@ def _run_warnings(run: LoadedRun, warnings: list[str]) -> None:
     if metrics.dataset is not None and not metrics.dataset.verified:
         warnings.append(f"{run.name}: trained on {metrics.dataset.label}: "
                         f"{metrics.dataset.verification}")
+    slurm = run.outcome.slurm if run.outcome is not None else None
+    if slurm is not None and slurm.exclusive is False:
+        warnings.append(f"{run.name}: its Slurm job shared node {slurm.node or '?'} with other "
+                        "jobs (slurm.exclusive: false): the tracker's CPU and RAM figures and "
+                        "the node's energy include their work")
 
 
 def build_report(sessions: list[LoadedSession], *, baseline: str | None = None,

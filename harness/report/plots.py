@@ -118,6 +118,16 @@ def _percent_axis(axes: Axes, groups: tuple[Group, ...], keys: tuple[str, ...],
                     clipped.append(f"{group.label} accuracy")
 
 
+def _accuracy_range(axes: Axes, groups: tuple[Group, ...], clipped: list[str]) -> None:
+    """A test-accuracy axis within 0-100%, recording intervals cut at either end."""
+    low, high = axes.get_ylim()
+    axes.set_ylim(max(low, 0.0), min(high, 101.0))
+    for group in groups:
+        stat = group.figures.get("accuracy_pct")
+        if stat is not None and stat.low is not None and (stat.low < 0 or stat.high > 100):
+            clipped.append(f"{group.label} accuracy")
+
+
 def _wide(values: list[float]) -> bool:
     positive = [v for v in values if v > 0]
     return bool(positive) and max(positive) / min(positive) > LOG_SCALE_RANGE
@@ -319,11 +329,7 @@ def accuracy_vs_co2(report: Report) -> Figure:
     elif len(points) > 1:
         axes.plot([], [], linestyle="none", label="no Pareto front: no point is "
                   "distinguishably better than another")
-    low, high = axes.get_ylim()
-    axes.set_ylim(low, min(high, 101.0))
-    if any((s := g.figures.get("accuracy_pct")) and s.high is not None and s.high > 101
-           for g in groups):
-        clipped.append("accuracy above 100%")
+    _accuracy_range(axes, groups, clipped)
     axes.set_xlabel(f"CO2 in the home region ({', '.join(homes)}) ({unit}, {report.basis.text})")
     axes.set_ylabel("test accuracy (%)")
     axes.grid(True, alpha=0.3)
@@ -347,6 +353,45 @@ def time_vs_energy(report: Report) -> Figure:
     axes.set_ylabel(f"energy ({unit}, {report.basis.text})")
     axes.grid(True, alpha=0.3)
     axes.set_title(fontsize=10, label=_title("Time against energy (mean of repeats, 95% CI)", report, groups))
+    axes.legend(loc="best", fontsize=8)
+    _footnote(figure, groups, clipped)
+    return figure
+
+
+def strategies_plot(report: Report) -> Figure:
+    """Accuracy against CO2 of every variant (labelled), with the Pareto front among
+    distinguishable differences: the strategies study at a glance."""
+    from dataclasses import replace
+
+    from harness.report.strategies import strategies
+
+    found = strategies(report)
+    groups = tuple(g for g in report.with_figures
+                   if found is not None and any(g is row.group or g is row.baseline
+                                                for row in found.rows))
+    labelled = tuple(replace(g, label=g.variant if len({x.hardware for x in groups}) == 1
+                             else f"{g.variant}/{g.hardware}") for g in groups)
+    figure = _figure()
+    axes = figure.add_subplot()
+    unit, factor = _co2_unit([s.mean for g in labelled if (s := g.figures.get("co2_kg"))])
+    clipped: list[str] = []
+    points = _scatter(axes, labelled, lambda g: g.figures.get("co2_kg"),
+                      lambda g: g.figures.get("accuracy_pct"), factor, 1.0, y_floor=False,
+                      clipped=clipped)
+    if found is not None and found.front_resolved:
+        front = [(px, py) for group, px, py in points if group.name in found.front]
+        axes.plot([p[0] for p in front], [p[1] for p in front], linestyle="none", marker="o",
+                  markersize=18, fillstyle="none", color="#444444",
+                  label="Pareto front (among distinguishable differences)")
+    elif len(points) > 1:
+        axes.plot([], [], linestyle="none", label="no Pareto front: no strategy is "
+                  "distinguishably better than another")
+    _accuracy_range(axes, groups, clipped)
+    axes.set_xlabel(f"CO2 in the home region ({unit}, {report.basis.text})")
+    axes.set_ylabel("test accuracy (%)")
+    axes.grid(True, alpha=0.3)
+    axes.set_title(fontsize=10, label=_title(
+        "Strategies: test accuracy against CO2 (mean of repeats, 95% CI)", report, groups))
     axes.legend(loc="best", fontsize=8)
     _footnote(figure, groups, clipped)
     return figure
@@ -378,8 +423,14 @@ def make_plots(report: Report, out_dir: Path) -> list[tuple[Path, str]]:
     """
     if not report.with_figures:
         return []
+    from harness.report.strategies import strategies
+
+    plots = list(PLOTS)
+    if strategies(report) is not None:
+        plots.append(("strategies.png", "Strategies: accuracy against CO2, with the Pareto front",
+                      strategies_plot))
     made = []
-    for filename, title, draw in PLOTS:
+    for filename, title, draw in plots:
         path = out_dir / filename
         write_atomic(path, png_bytes(draw(report)))
         made.append((path, title))

@@ -8,6 +8,7 @@ from tabulate import tabulate
 
 from harness.report import tables
 from harness.report.model import Report, status_counts
+from harness.report.strategies import strategies
 from harness.report.tables import ESTIMATE_MARK, Table
 from harness.results import LoadedRun
 
@@ -68,6 +69,12 @@ def sections(report: Report) -> list[Section]:
         result.append(Section("Time and energy to the target accuracy", target, "",
                               ["To the end of the first epoch whose validation accuracy reached "
                                "the target (epoch granularity; training scope)."]))
+    found = strategies(report)
+    if found is not None:
+        result.insert(3, Section(f"Strategies against the baseline ({report.basis.text})",
+                                 tables.strategies_table(report, found),
+                                 "no variant with usable runs beside a usable baseline",
+                                 tables.strategies_notes(report, found)))
     if report.left_out:
         result.append(Section("Runs left out", tables.left_out_table(report), "", []))
     return result

@@ -7,6 +7,8 @@ interval or says it has none; rendering (text, Markdown) is :mod:`.render`'s job
 
 from __future__ import annotations
 
+from typing import Any
+
 from harness.report.model import (
     COMPONENTS,
     ENERGY_FIGURES,
@@ -230,7 +232,40 @@ def attribution_notes(report: Report) -> list[str]:
         "gross minus the idle baseline's power (measured once per session, attributed the "
         "same way) times the duration. Comparisons above use the "
         f"{report.basis.attribution}{' net' if report.basis.net else ''} energy.",
+        *slurm_notes(report),
     ]
+
+
+def slurm_notes(report: Report) -> list[str]:
+    """Runs that were Slurm jobs: what stands for the machine scope, and Slurm's own
+    energy (ConsumedEnergy of the worker's step) beside the tracker's, a cross-check."""
+    from harness.report.model import run_energy
+    from harness.stats import summarize
+
+    lines, unconfigured = [], []
+    for group in report.with_figures:
+        jobs = [(r, r.outcome.slurm) for r in group.usable if r.outcome and r.outcome.slurm]
+        if not jobs:
+            continue
+        pairs = [(s.consumed_energy_j / 3.6e6, run_energy(r, "run", "tracker"))
+                 for r, s in jobs if s.consumed_energy_j is not None]
+        if pairs:
+            slurm_kwh = summarize(p[0] for p in pairs).mean  # type: ignore[union-attr]
+            tracker_kwh = summarize(p[1] for p in pairs).mean  # type: ignore[union-attr]
+            lines.append(f"Slurm energy, {group.scenario} {group.hardware}: ConsumedEnergy of "
+                         f"the worker's job step {fmt_num(slurm_kwh)} kWh against the tracker's "
+                         f"run scope {fmt_num(tracker_kwh)} kWh (n={len(pairs)}; the step's "
+                         "window starts before the tracker's)")
+        else:
+            unconfigured.append(f"{group.scenario} {group.hardware}")
+    if lines or unconfigured:
+        lines.insert(0, "Slurm jobs have no machine figures: the submitting host is not their "
+                     "machine; on an exclusive node the tracker saw the whole node.")
+    if unconfigured:
+        lines.append(f"Slurm energy: none recorded for {', '.join(unconfigured)} (the cluster "
+                     "has no AcctGatherEnergyType plugin, or it read no counter): no "
+                     "cross-check of CodeCarbon's figure.")
+    return lines
 
 
 def forecast_table(report: Report) -> Table:
@@ -279,6 +314,59 @@ def target_table(report: Report) -> Table:
             mark(fmt_stat(summarize(t.energy_kwh for t in reached)), bool(group.estimated)),
         ])
     return headers, rows
+
+
+def strategies_table(report: Report, strategies: Any) -> Table:
+    """Each variant against the baseline: accuracy change, ratios with intervals, target."""
+    basis = report.basis.text
+    headers = ["scenario", "hardware", "strategy", "epochs run", "accuracy diff (pp)",
+               f"time ratio ({report.scope})", f"energy ratio ({basis})", f"CO2 ratio ({basis})",
+               "energy to target (kWh)", "verdict"]
+    rows = []
+    for row in strategies.rows:
+        estimated = bool(row.group.estimated or row.baseline.estimated)
+        reached, total = row.target_reached
+        target = "-" if not total else f"{fmt_stat(row.target_kwh)} ({reached}/{total} reached)"
+        rows.append([row.group.scenario, row.group.hardware, row.name, fmt_stat(row.epochs_run),
+                     fmt_comparison(row.accuracy_pp, signed=True), fmt_comparison(row.time),
+                     mark(fmt_comparison(row.energy), estimated),
+                     mark(fmt_comparison(row.co2), estimated),
+                     mark(target, estimated) if total else target, _strategy_verdict(row)])
+    return headers, rows
+
+
+def _strategy_verdict(row: Any) -> str:
+    parts = []
+    if row.co2 is not None and row.co2.distinguishable:
+        parts.append("less CO2" if row.co2.estimate < 1 else "more CO2")
+    if row.time is not None and row.time.distinguishable:
+        parts.append("faster" if row.time.estimate < 1 else "slower")
+    if row.accuracy_pp is not None and row.accuracy_pp.distinguishable:
+        parts.append("more accurate" if row.accuracy_pp.estimate > 0 else "less accurate")
+    return ", ".join(parts) if parts else "not distinguishable"
+
+
+def strategies_notes(report: Report, strategies: Any) -> list[str]:
+    from harness.scenario import LR_RULES
+
+    notes = [strategies.greenest]
+    for saving in strategies.regions:
+        kg = f" ({fmt_stat(saving.saving_kg)} kg CO2eq less per run)" if saving.saving_kg else ""
+        notes.append(f"Greener place: the baseline's energy on {saving.hardware} priced in "
+                     f"{saving.cleanest}, the cleanest declared region, instead of "
+                     f"{saving.home}: CO2 x{saving.ratio:.3g}{kg}; the same factor applies to "
+                     "every strategy.")
+    notes += [row.pruning for row in strategies.rows if row.pruning]
+    notes.append("Ratios are variant / baseline on the same hardware (below 1: less), ratios of "
+                 "geometric means with 95% Welch intervals on the logs; `n.d.`: not "
+                 "distinguishable. Learning-rate scaling rules: "
+                 + "; ".join(f"{k}: {v}" for k, v in LR_RULES.items()) + ".")
+    if strategies.front:
+        notes.append(("Pareto front among distinguishable differences (accuracy against CO2): "
+                      + ", ".join(strategies.front)) if strategies.front_resolved else
+                     "Pareto front: no variant is distinguishably better than another on "
+                     "either axis.")
+    return notes
 
 
 def phases_table(report: Report) -> Table:

@@ -125,6 +125,10 @@ class _Run:
         self.train_end: float | None = None
         self.cpu_start = hostinfo.cpu_times()
         self.cpu_end: hostinfo.CpuTimes | None = None
+        self.early_stopping: Any = None
+        self.pruned_model: Any = None
+        self.x_test: Any = None
+        self.pruning: dict[str, Any] | None = None
 
     # --- pricing -----------------------------------------------------------------------
 
@@ -205,10 +209,22 @@ def _train(run: _Run, data_dir: Path) -> None:
     fit_args = model_lib.fit_arguments(data.x_train, data.y_train, data.x_test, data.y_test,
                                        training, pipeline, seed=spec.seed)
     callbacks: list[Any] = []
-    if training.early_stopping_patience:
-        callbacks.append(tf.keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=training.early_stopping_patience,
-            restore_best_weights=True))
+    if training.early_stopping is not None:
+        early = training.early_stopping
+        run.early_stopping = tf.keras.callbacks.EarlyStopping(
+            monitor=early.monitor, patience=early.patience, min_delta=early.min_delta,
+            mode="max" if early.monitor == "val_accuracy" else "min",
+            restore_best_weights=True)
+        callbacks.append(run.early_stopping)
+    if training.pruning is not None:
+        from harness import pruning
+
+        settings = training.pruning
+        steps = model_lib.steps(data.train_size, training.batch_size)
+        callbacks += pruning.attach_pruning(model, pruning.PruningSpec.from_epochs(
+            settings.sparsity, begin_epoch=settings.begin_epoch,
+            end_epoch=training.pruning_end_epoch, steps_per_epoch=steps,
+            frequency=max(1, steps // settings.updates_per_epoch)))
     # Last: it reads stop_training after EarlyStopping has set it.
     callbacks.append(make_callback(
         state=run.loop, tracking=tracking, epochs=training.epochs,
@@ -224,6 +240,33 @@ def _train(run: _Run, data_dir: Path) -> None:
     loss, accuracy = model.evaluate(fit_args["validation_data"], verbose=0)
     run.test_loss, run.test_accuracy = float(loss), float(accuracy)
     tracking.stop_window()
+    if training.pruning is not None:
+        # Measured after the tracker has stopped (see run()): the checks below are not the
+        # workload, and a pruned run's scopes must stay comparable with the baseline's.
+        run.pruned_model, run.x_test = model, data.x_test
+
+
+def _pruning_record(run: _Run) -> dict[str, Any] | None:
+    """What pruning achieved: exact sparsity, sizes (dense, zeros stripped, compressed),
+    multiply-adds, and inference time of the pruned model against the same model with its
+    zeros filled (dense kernels do not skip zeros: the question is whether it is faster)."""
+    model = run.pruned_model
+    if model is None:
+        return None
+    from harness import pruning
+
+    images = run.x_test[:2000].astype("float32") / 255.0
+    return {
+        "sparsity": pruning.sparsity(model).as_dict(),
+        "size_bytes": pruning.model_size(model).as_dict(),
+        "macs_per_image": {k: v for k, v in pruning.inference_macs(model).items()
+                           if k != "layers"},
+        "inference": pruning.compare_inference(model, images, repeats=3),
+        "method": "magnitude pruning of Conv2D and Dense kernels (not the classifier) on Zhu "
+                  "& Gupta's polynomial schedule, masks kept by a kernel constraint applied "
+                  "after every optimizer step; sizes: dense float32, bitmask + non-zero "
+                  "values, the weights file gzip -9",
+    }
 
 
 # --- metrics -----------------------------------------------------------------------------
@@ -343,6 +386,8 @@ def _metrics(run: _Run, status: RunStatus, error: str | None) -> Metrics:
             epochs_planned=spec.training.epochs,
             epochs_run=epochs_run,
             stopped_early=(status is RunStatus.OK and epochs_run < spec.training.epochs),
+            best_epoch=_best_epoch(run),
+            pruning=run.pruning,
         ),
         test_accuracy=run.test_accuracy,
         test_loss=run.test_loss,
@@ -374,6 +419,14 @@ def _tracked_gpu_ids(run_file: RunFile) -> list[int] | None:
     if hardware.device != "gpu" or run_file.backend != "local":
         return None
     return list(hardware.gpu_ids) if hardware.gpu_ids else list(range(hardware.gpu_count))
+
+
+def _best_epoch(run: _Run) -> int | None:
+    """The 1-based epoch whose weights early stopping kept (None without early stopping)."""
+    early = run.early_stopping
+    if early is None or getattr(early, "best_epoch", None) is None or not run.loop.epochs:
+        return None
+    return int(early.best_epoch) + 1
 
 
 def _hand_back(run_dir: Path) -> None:
@@ -434,6 +487,11 @@ def run(run_dir: Path, data_dir: Path) -> int:
             except Exception:
                 traceback.print_exc()
         state.cpu_end = hostinfo.cpu_times()
+        if status is RunStatus.OK and state.pruned_model is not None:
+            try:
+                state.pruning = _pruning_record(state)
+            except Exception:
+                traceback.print_exc()  # the run's own figures stand without it
         try:
             if state.loop.epochs:
                 state.write_history()
