@@ -410,7 +410,12 @@ class Environment(Record):
     in_container: bool
     """From the backend that started the worker (docker: true), not guessed."""
     cpu_isa: str | None = None
-    """The instruction set oneDNN was capped to (ONEDNN_MAX_CPU_ISA), None if native."""
+    """The instruction set oneDNN dispatches to (its ONEDNN_MAX_CPU_ISA name: the host's
+    best, from the CPUID flags, or lower where a cap applies); None where unknown (not
+    x86). TensorFlow's Eigen kernels ignore it (README, "Performance")."""
+    cpu_isa_cap: str | None = None
+    """The cap as the worker's environment gave it (ONEDNN_MAX_CPU_ISA, else
+    DNNL_MAX_CPU_ISA), None if unset; a name oneDNN does not know leaves it uncapped."""
 
 
 class Attribution(Record):
@@ -673,6 +678,99 @@ class Session(Record):
     """Why there is no idle baseline (skipped, failed)."""
     concurrent_sessions: list[str] = Field(default_factory=list)
     budget: BudgetSpec | None = None
+
+
+# --- summary.json (report) -----------------------------------------------------------------
+
+
+class StatRecord(Record):
+    """One figure over a group's repeats (units: the figure's)."""
+
+    mean: Finite
+    ci95: NonNeg | None
+    """Half-width of the 95% interval (Student's t); None for a single run."""
+    low: Finite | None
+    high: Finite | None
+    n: Count
+    cv: NonNeg | None
+    values: list[Finite]
+
+
+class ComparisonRecord(Record):
+    """A ratio (geometric means, Welch on logs) or a difference, with its 95% interval."""
+
+    estimate: Finite
+    low: Finite | None
+    high: Finite | None
+    n: list[Count]
+    kind: Literal["ratio", "difference"]
+    paired: bool
+    """True: runs paired by seed (t on the per-pair differences); False: Welch."""
+    distinguishable: bool
+    repeats_needed: Count | None
+
+
+class SummaryRun(Record):
+    session: str
+    run: str
+    status: RunStatus
+    usable: bool
+    reason: str
+
+
+class SummaryGroup(Record):
+    """One scenario/variant/hardware group of a report, every figure with its interval."""
+
+    scenario: str
+    variant: str
+    hardware: str
+    device: str
+    refused: str | None
+    dataset: str
+    verified: bool
+    synthetic: bool
+    backend: str
+    home_region: str | None
+    power: dict[str, str]
+    estimated: dict[str, str]
+    cpu_power_fallback: bool
+    seeds: list[int]
+    runs: list[SummaryRun]
+    figures: dict[str, StatRecord | None]
+    co2_kg_by_region: dict[str, StatRecord | None]
+    phases: dict[str, dict[str, StatRecord | None]]
+    curves: dict[str, dict[str, StatRecord | None]]
+
+
+class SummaryComparison(Record):
+    scenario: str
+    variant: str
+    hardware: str
+    baseline: str
+    speedup: ComparisonRecord | None
+    energy_ratio: ComparisonRecord | None
+    co2_ratio: ComparisonRecord | None
+    accuracy_diff_pp: ComparisonRecord | None
+    estimated: bool
+
+
+class Summary(Record):
+    """summary.json: what a report shows, as data (written by ``harness report``)."""
+
+    format: Literal["harness.report"] = "harness.report"
+    version: Literal[2] = SCHEMA_VERSION
+    scope: Literal["training", "run", "process"]
+    attribution: Literal["attributed", "tracker"]
+    net: bool
+    units: dict[str, str]
+    sessions: list[dict[str, Any]]
+    regions: list[dict[str, Any]]
+    groups: list[SummaryGroup]
+    comparisons: list[SummaryComparison]
+    pareto: dict[str, Any]
+    strategies: dict[str, Any] | None
+    left_out: list[dict[str, str]]
+    warnings: list[str]
 
 
 # --- registry of files -------------------------------------------------------------------

@@ -7,12 +7,16 @@ interval at all rather than a misleading zero-width one.
 Ratios (speed-up, energy and CO2 of a hardware against its baseline) are computed on
 the logarithms of the per-run values: times and energies are positive and their noise
 is multiplicative (a slower run is slower by a factor), so the log of a ratio is a
-difference of means, and Welch's t interval on that difference (unequal variances,
-Welch-Satterthwaite degrees of freedom) transformed back with exp is an interval for
-the ratio of geometric means. A ratio is *distinguishable* from 1 only when its 95%
-interval excludes 1; with fewer than two runs on either side it has no interval and is
-not distinguishable. Differences (accuracy in percentage points) use Welch's interval
-directly.
+difference of means. When the runs of the two sides pair up one to one by seed (repeats
+vary the seed, and every variant and hardware of a repeat uses the same one), the interval
+is Student's t on the per-pair log ratios (:func:`paired_ratio`): the pair shares its
+shuffles, its initial weights and its place in the session, and pairing takes that
+shared variation out. Otherwise it is Welch's t interval on the difference of the mean
+logs (unequal variances, Welch-Satterthwaite degrees of freedom). Either, transformed back
+with exp, is an interval for the ratio of geometric means. A ratio is *distinguishable*
+from 1 only when its 95% interval excludes 1; with fewer than two runs on either side it
+has no interval and is not distinguishable. Differences (accuracy in percentage points)
+use the same two intervals on the values directly.
 """
 
 from __future__ import annotations
@@ -115,6 +119,9 @@ class Comparison:
     n: tuple[int, int]
     kind: str
     repeats_needed: int | None = None
+    paired: bool = False
+    """True when the interval comes from runs paired by seed (t on the per-pair
+    differences), False for Welch's interval on two independent samples."""
 
     @property
     def neutral(self) -> float:
@@ -135,11 +142,11 @@ class Comparison:
             estimate=1 / self.estimate,
             low=None if self.high is None else 1 / self.high,
             high=None if self.low is None else 1 / self.low,
-            n=self.n, kind="ratio", repeats_needed=self.repeats_needed)
+            n=self.n, kind="ratio", repeats_needed=self.repeats_needed, paired=self.paired)
 
     def as_dict(self) -> dict[str, object]:
         return {"estimate": self.estimate, "low": self.low, "high": self.high,
-                "n": list(self.n), "kind": self.kind,
+                "n": list(self.n), "kind": self.kind, "paired": self.paired,
                 "distinguishable": self.distinguishable, "repeats_needed": self.repeats_needed}
 
 
@@ -205,6 +212,52 @@ def ratio(numerator: Iterable[float], denominator: Iterable[float]) -> Compariso
                       n=log.n, kind="ratio", repeats_needed=log.repeats_needed)
 
 
+def _paired(diffs: list[float], kind: str) -> Comparison:
+    """Student's t interval on per-pair differences (n - 1 degrees of freedom)."""
+    n = len(diffs)
+    estimate = statistics.fmean(diffs)
+    if n < 2:
+        return Comparison(estimate=estimate, low=None, high=None, n=(n, n), kind=kind,
+                          paired=True)
+    sd = statistics.stdev(diffs)
+    half = _t(n - 1) * sd / math.sqrt(n)
+    result = Comparison(estimate=estimate, low=estimate - half, high=estimate + half, n=(n, n),
+                        kind=kind, paired=True)
+    if not result.distinguishable and sd > 0 and estimate != 0:
+        needed = next((k for k in range(2, MAX_REPEATS + 1)
+                       if _t(k - 1) * sd / math.sqrt(k) < abs(estimate)), MAX_REPEATS + 1)
+        result = Comparison(estimate=estimate, low=result.low, high=result.high, n=(n, n),
+                            kind=kind, repeats_needed=needed, paired=True)
+    return result
+
+
+def paired_ratio(pairs: Sequence[tuple[float, float]]) -> Comparison | None:
+    """Ratio (numerator / denominator) of runs paired one to one, with the t interval on
+    the per-pair log ratios, transformed back: the geometric mean of the per-pair ratios.
+
+    Runs that share a seed trained on the same shuffles from the same initial weights, and
+    were run side by side in one session: pairing removes that shared variation, which
+    Welch's unpaired interval would count as noise. None without a positive pair.
+    """
+    logs = [math.log(a) - math.log(b) for a, b in pairs
+            if a is not None and b is not None and a > 0 and b > 0
+            and math.isfinite(a) and math.isfinite(b)]
+    if not logs:
+        return None
+    log = _paired(logs, "difference")  # on the log scale, "no difference" is 0
+    return Comparison(estimate=math.exp(log.estimate),
+                      low=None if log.low is None else math.exp(log.low),
+                      high=None if log.high is None else math.exp(log.high),
+                      n=log.n, kind="ratio", repeats_needed=log.repeats_needed, paired=True)
+
+
+def paired_difference(pairs: Sequence[tuple[float, float]]) -> Comparison | None:
+    """Mean of the per-pair differences (a - b) with Student's t interval."""
+    diffs = [a - b for a, b in pairs if a is not None and b is not None
+             and math.isfinite(a) and math.isfinite(b)]
+    return _paired(diffs, "difference") if diffs else None
+
+
 def difference(a_values: Iterable[float], b_values: Iterable[float]) -> Comparison | None:
     """Difference of means (a - b) with Welch's 95% interval; None if a side is empty."""
     a = [v for v in a_values if v is not None and math.isfinite(v)]
@@ -265,5 +318,5 @@ def fmt_comparison(c: Comparison | None, *, signed: bool = False) -> str:
 
     if c.low is None or c.high is None:
         return f"{num(c.estimate)} (n={min(c.n)}, n.d.)"
-    text = f"{num(c.estimate)} [{num(c.low)}, {num(c.high)}]"
+    text = f"{num(c.estimate)} [{num(c.low)}, {num(c.high)}]" + (" p" if c.paired else "")
     return text if c.distinguishable else f"{text} n.d."

@@ -84,10 +84,14 @@ def _leftovers(client, session: str) -> list:
 
 def test_two_hardware_entries_run_in_containers_with_their_limits(tmp_path, docker_client):
     scenario = _write(tmp_path, "dock", TWO_CPU_ENTRIES)
-    result = run_cli("run", str(scenario), *_args(tmp_path, "d1"), timeout=3600)
+    # A short idle baseline (measured once for the session, never reused from elsewhere).
+    args = [a for a in _args(tmp_path, "d1") if a != "--no-idle"]
+    result = run_cli("run", str(scenario), *args, "--idle-s", "3", "--idle-max-age", "0",
+                     timeout=3600, env={**os.environ, "HARNESS_STATE_DIR": str(tmp_path / "st")})
     assert result.returncode == 0, result.stderr[-4000:]
     runs = _runs(tmp_path / "results" / "d1")
     one, two = runs["dock__one-cpu__r01"], runs["dock__two-cpus__r01"]
+    _machine_and_attributed_follow_the_rule(one)
     for run in (one, two):
         assert run.status == "ok"
         prov = run.outcome.provenance
@@ -119,6 +123,32 @@ def test_two_hardware_entries_run_in_containers_with_their_limits(tmp_path, dock
     report = run_cli("report", str(tmp_path / "results" / "d1"))
     assert report.returncode == 0, report.stderr
     assert "one-cpu" in report.stdout and "two-cpus" in report.stdout
+
+
+def _machine_and_attributed_follow_the_rule(run: LoadedRun) -> None:
+    """A cpus: 1 container on this host: the machine meter measured the whole host around
+    the run; the attributed energy is the tracker's GPU energy + CPU energy x (1 CPU /
+    host CPUs) + RAM energy x (3 GiB / host memory); the idle baseline was measured once
+    for the session and net = gross - idle power x duration, attributed the same way."""
+    from harness.report.model import run_energy
+
+    machine = run.outcome.machine
+    assert machine is not None and machine.energy.energy_kwh > 0
+    assert machine.window_s >= run.metrics.scopes.run.duration_s
+    assert (run.run_dir / "machine-emissions.csv").exists()
+    energy = run.metrics.scopes.training.energy
+    cpu_share = 1 / os.cpu_count()
+    ram_share = 3 * 2**30 / run.metrics.environment.ram_total_bytes
+    assert run.metrics.attribution.cpu_share == pytest.approx(cpu_share)
+    assert run.metrics.attribution.ram_share == pytest.approx(ram_share)
+    want = energy.gpu_kwh + energy.cpu_kwh * cpu_share + energy.ram_kwh * ram_share
+    assert run_energy(run, "training") == pytest.approx(want, rel=1e-12)
+    assert run_energy(run, "training") < energy.energy_kwh  # a share of what it saw
+    idle = run.idle
+    assert idle is not None and idle.duration_s >= 3 and idle.reused_from is None
+    duration = run.metrics.scopes.training.duration_s
+    idle_kwh = (idle.cpu_w * cpu_share + idle.ram_w * ram_share) * duration / 3.6e6
+    assert run_energy(run, "training", net=True) == pytest.approx(want - idle_kwh, rel=1e-9)
 
 
 def test_a_killed_container_is_recorded_and_the_other_run_completes(tmp_path, docker_client):

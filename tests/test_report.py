@@ -232,6 +232,19 @@ def test_synthetic_data_is_labelled() -> None:
     assert "**Synthetic data**" in render_markdown(report)
 
 
+def _independent_paired_ratio(group, base, key: str) -> tuple[float, float, float]:
+    """The ratio of runs paired by seed and its 95% interval from scipy's paired t test on
+    the logs (not the harness's code)."""
+    mine = dict(zip(group.seeds, group.values(key), strict=True))
+    theirs = dict(zip(base.seeds, base.values(key), strict=True))
+    seeds = sorted(mine)
+    assert seeds == sorted(theirs) and len(seeds) >= 2
+    la = [math.log(mine[s]) for s in seeds]
+    lb = [math.log(theirs[s]) for s in seeds]
+    low, high = scipy_stats.ttest_rel(la, lb).confidence_interval(0.95)
+    return math.exp(statistics.fmean(la) - statistics.fmean(lb)), math.exp(low), math.exp(high)
+
+
 def _independent_ratio(a: list[float], b: list[float]) -> tuple[float, float, float]:
     """Ratio of geometric means and its 95% interval from Welch's t on the logs, computed
     with scipy's own Welch test, not the harness's code."""
@@ -247,14 +260,16 @@ def test_baseline_ratios_carry_intervals_recomputed_independently() -> None:
         ("rptfix/cpu-2", "rptfix/cpu-1"), ("rptcloud/cpu-all", "rptfix/cpu-1")]
     comparison = report.comparisons[0]
     cpu1, cpu2 = report.groups[:2]
-    energy = _independent_ratio(list(cpu2.values("energy_kwh")), list(cpu1.values("energy_kwh")))
+    # Both repeats of both entries ran with seeds 42 and 43: the runs pair by seed.
+    assert sorted(cpu1.seeds) == sorted(cpu2.seeds) == [42, 43]
+    energy = _independent_paired_ratio(cpu2, cpu1, "energy_kwh")
     assert cpu2.values("energy_kwh") == tuple(
         r.metrics.scopes.training.energy.cpu_kwh * r.metrics.attribution.cpu_share
         + r.metrics.scopes.training.energy.ram_kwh * r.metrics.attribution.ram_share
         for r in cpu2.usable)
     got = comparison.energy_ratio
-    assert (got.estimate, got.low, got.high) == pytest.approx(energy, rel=1e-9)
-    time = _independent_ratio(list(cpu1.values("time_s")), list(cpu2.values("time_s")))
+    assert got.paired and (got.estimate, got.low, got.high) == pytest.approx(energy, rel=1e-9)
+    time = _independent_paired_ratio(cpu1, cpu2, "time_s")
     speed = comparison.speedup
     assert (speed.estimate, speed.low, speed.high) == pytest.approx(time, rel=1e-9)
     # n=1 on one side: a value, no interval, not distinguishable.
@@ -356,6 +371,18 @@ def test_csv_and_json_carry_every_figure_and_every_run() -> None:
     assert sum(line.startswith("left_out,") for line in lines) == 3
     document = json.loads(summary_json(report))
     assert document["format"] == "harness.report" and document["version"] == 2
+    # summary.json is a schema model too: it reads back through the checked reader.
+    import tempfile
+
+    from harness.fileio import read_model
+    from harness.schema import Summary
+
+    with tempfile.TemporaryDirectory() as tmp:
+        written = Path(tmp) / "summary.json"
+        written.write_text(summary_json(report))
+        summary = read_model(written, Summary)
+    assert summary.groups[0].figures["energy_kwh"].n == 3
+    assert {r.status for g in summary.groups for r in g.runs} >= {"ok"}
     assert document["scope"] == "training"
     assert document["groups"][0]["figures"]["energy_kwh"]["n"] == 3
     comparison = document["comparisons"][0]
@@ -487,6 +514,24 @@ def test_ratio_and_difference_match_scipy_welch() -> None:
     assert fmt_comparison(ratio([1.0], [2.0])) == "0.500 (n=1, n.d.)"
 
 
+def test_paired_ratio_matches_scipy_paired_t() -> None:
+    from harness.stats import paired_difference, paired_ratio
+
+    pairs = [(10.0, 12.0), (11.0, 13.5), (9.5, 11.0), (10.4, 12.9)]
+    got = paired_ratio(pairs)
+    la, lb = [math.log(a) for a, _ in pairs], [math.log(b) for _, b in pairs]
+    low, high = scipy_stats.ttest_rel(la, lb).confidence_interval(0.95)
+    assert got.paired and got.distinguishable
+    assert (got.estimate, got.low, got.high) == pytest.approx(
+        (math.exp(statistics.fmean(la) - statistics.fmean(lb)), math.exp(low), math.exp(high)))
+    diff = paired_difference([(90.0, 80.0), (91.0, 83.0), (92.0, 81.0)])
+    ref = scipy_stats.ttest_rel([90.0, 91.0, 92.0], [80.0, 83.0, 81.0]).confidence_interval(0.95)
+    assert (diff.low, diff.high) == pytest.approx(tuple(ref))
+    # The same samples unpaired are far less sure: pairing takes out the shared variation.
+    unpaired = ratio([a for a, _ in pairs], [b for _, b in pairs])
+    assert (unpaired.high - unpaired.low) > (got.high - got.low)
+
+
 def test_repeats_needed_resolve_the_observed_effect() -> None:
     """At the suggested number of repeats, an effect of the observed size and spread is
     distinguishable; at one fewer it is not (checked with scipy's t)."""
@@ -526,14 +571,10 @@ def test_strategies_compare_each_variant_with_its_baseline() -> None:
     baseline = next(g for g in report.groups if g.variant == "baseline")
     for row in found.rows:
         assert row.baseline is baseline
-        want = _independent_ratio(list(row.group.values("co2_kg")),
-                                  list(baseline.values("co2_kg")))
+        # Variants of one repeat share its seed: each variant pairs with the baseline.
+        want = _independent_paired_ratio(row.group, baseline, "co2_kg")
+        assert row.co2.paired
         assert (row.co2.estimate, row.co2.low, row.co2.high) == pytest.approx(want, rel=1e-9)
-        diff = scipy_stats.ttest_ind(list(row.group.values("accuracy_pct")),
-                                     list(baseline.values("accuracy_pct")), equal_var=False)
-        if row.accuracy_pp.low is not None and math.isfinite(diff.statistic):
-            assert (row.accuracy_pp.low, row.accuracy_pp.high) == pytest.approx(
-                tuple(diff.confidence_interval(0.95)), rel=1e-9)
     assert found.tolerance_pp == 2.0
     assert found.greenest.startswith("Greenest strategy: ")
     assert RULE.format(tol=2.0) in found.greenest

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +18,7 @@ from harness.fileio import ensure_writable_dir, write_atomic
 from harness.report.model import COMPONENTS, FIGURES, PHASES, Report
 from harness.report.render import render_markdown
 from harness.results import LoadedSession
-from harness.schema import SCHEMA_VERSION
+from harness.schema import SCHEMA_VERSION, Summary
 from harness.stats import Stat
 
 REPORT_FORMAT = "harness.report"
@@ -121,7 +120,8 @@ def summary_json(report: Report) -> str:
         "left_out": [vars(r) for r in report.left_out],
         "warnings": list(report.warnings),
     }
-    return json.dumps(document, indent=2) + "\n"
+    # Through its schema model: what is written is what a reader of summary.json checks.
+    return Summary.model_validate(document, strict=False).model_dump_json(indent=2) + "\n"
 
 
 def _strategies_json(report: Report) -> dict[str, Any] | None:

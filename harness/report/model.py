@@ -23,7 +23,16 @@ from harness.regions import CarbonIntensity, carbon_intensity, parse_region, pri
 from harness.report import grouping
 from harness.results import LoadedRun, LoadedSession
 from harness.schema import BACKGROUND_LOAD_LIMIT
-from harness.stats import CV_LIMIT, Comparison, Stat, difference, ratio, summarize
+from harness.stats import (
+    CV_LIMIT,
+    Comparison,
+    Stat,
+    difference,
+    paired_difference,
+    paired_ratio,
+    ratio,
+    summarize,
+)
 
 SCOPES = ("training", "run", "process")
 DEFAULT_SCOPE = "training"
@@ -427,15 +436,46 @@ def _regions(runs: list[LoadedRun], warnings: list[str]) -> list[RegionInfo]:
     return infos
 
 
+def pairs(group: Group, base: Group, key: str) -> list[tuple[float, float]] | None:
+    """The two groups' values of ``key`` paired by seed, when every run of each side has
+    a distinct seed and the two sides have the same seeds (at least two); else None."""
+    a, b = group.figures.get(key), base.figures.get(key)
+    if a is None or b is None or len(group.seeds) != len(a.values) \
+            or len(base.seeds) != len(b.values):
+        return None
+    mine, theirs = dict(zip(group.seeds, a.values, strict=True)), \
+        dict(zip(base.seeds, b.values, strict=True))
+    if (len(mine) != len(group.seeds) or len(theirs) != len(base.seeds)
+            or set(mine) != set(theirs) or len(mine) < 2):
+        return None
+    return [(mine[seed], theirs[seed]) for seed in sorted(mine)]
+
+
+def compare_ratio(group: Group, base: Group, key: str) -> Comparison | None:
+    """``group`` / ``base`` for ``key``: paired by seed where the runs pair up, else Welch."""
+    paired = pairs(group, base, key)
+    if paired is not None:
+        return paired_ratio(paired)
+    return ratio(group.values(key), base.values(key))
+
+
+def compare_difference(group: Group, base: Group, key: str) -> Comparison | None:
+    """``group`` - ``base`` for ``key``: paired by seed where the runs pair up, else Welch."""
+    paired = pairs(group, base, key)
+    if paired is not None:
+        return paired_difference(paired)
+    return difference(group.values(key), base.values(key))
+
+
 def compare(group: Group, base: Group) -> HardwareComparison:
-    """``group`` against ``base`` on the per-run values of the report's scope."""
-    time = ratio(group.values("time_s"), base.values("time_s"))
+    """``group`` against ``base`` on the per-run values of the report's basis."""
+    time = compare_ratio(group, base, "time_s")
     return HardwareComparison(
         group=group, baseline=base,
         speedup=time.inverted() if time else None,
-        energy_ratio=ratio(group.values("energy_kwh"), base.values("energy_kwh")),
-        co2_ratio=ratio(group.values("co2_kg"), base.values("co2_kg")),
-        accuracy_diff_pp=difference(group.values("accuracy_pct"), base.values("accuracy_pct")),
+        energy_ratio=compare_ratio(group, base, "energy_kwh"),
+        co2_ratio=compare_ratio(group, base, "co2_kg"),
+        accuracy_diff_pp=compare_difference(group, base, "accuracy_pct"),
     )
 
 
@@ -467,8 +507,8 @@ def _baselines(groups: list[Group], baseline: str | None) -> list[HardwareCompar
 def dominates(a: Group, b: Group) -> bool:
     """``a`` dominates ``b`` when it is distinguishably better on CO2 or accuracy and not
     distinguishably worse on the other."""
-    co2 = ratio(a.values("co2_kg"), b.values("co2_kg"))
-    accuracy = difference(a.values("accuracy_pct"), b.values("accuracy_pct"))
+    co2 = compare_ratio(a, b, "co2_kg")
+    accuracy = compare_difference(a, b, "accuracy_pct")
     if co2 is None or accuracy is None:
         return False
     better_co2 = co2.distinguishable and co2.estimate < 1

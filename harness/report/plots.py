@@ -81,7 +81,8 @@ def _footnote(figure: Figure, groups: tuple[Group, ...], clipped: list[str]) -> 
                      "above 100%) are cut at the axis: " + ", ".join(dict.fromkeys(clipped)))
     if notes:
         # supxlabel, not figure.text: constrained layout makes room for it.
-        figure.supxlabel("\n".join(notes), x=0.01, ha="left", fontsize=8, color="#555555")
+        wrapped = [textwrap.fill(note, width=int(figure.get_figwidth() * 17)) for note in notes]
+        figure.supxlabel("\n".join(wrapped), x=0.01, ha="left", fontsize=8, color="#555555")
 
 
 def _energy_unit(values: list[float]) -> tuple[str, float]:
@@ -292,6 +293,21 @@ def _scatter(axes: Axes, groups: tuple[Group, ...], x: Callable[[Group], Stat | 
     return points
 
 
+def _front(axes: Axes, points: list[tuple[Group, float, float]], front: tuple[str, ...],
+           resolved: bool, what: str) -> None:
+    """Ring the Pareto front's points, or say in the legend that there is none."""
+    if len(points) < 2:
+        return
+    if resolved:
+        ringed = [(px, py) for group, px, py in points if group.name in front]
+        axes.plot([p[0] for p in ringed], [p[1] for p in ringed], linestyle="none", marker="o",
+                  markersize=18, fillstyle="none", color="#444444",
+                  label="Pareto front (among distinguishable differences)")
+    else:
+        axes.plot([], [], linestyle="none", label=f"no Pareto front: no {what} is "
+                  "distinguishably better than another")
+
+
 def _pad(axes: Axes, points: list[tuple[float, float]], y_floor: bool) -> None:
     """Leave room around few points so names and error bars stay inside the axes."""
     if not points:
@@ -321,14 +337,7 @@ def accuracy_vs_co2(report: Report) -> Figure:
                       # With several home regions, the legend says where each is priced.
                       legend=lambda g: f" (home {g.home_region})" if len(homes) > 1 else "",
                       clipped=clipped)
-    if len(points) > 1 and report.pareto_resolved:
-        front = [(px, py) for group, px, py in points if group.name in report.pareto]
-        axes.plot([p[0] for p in front], [p[1] for p in front], linestyle="none", marker="o",
-                  markersize=18, fillstyle="none", color="#444444",
-                  label="Pareto front (no distinguishably better point on both axes)")
-    elif len(points) > 1:
-        axes.plot([], [], linestyle="none", label="no Pareto front: no point is "
-                  "distinguishably better than another")
+    _front(axes, points, report.pareto, report.pareto_resolved, "point")
     _accuracy_range(axes, groups, clipped)
     axes.set_xlabel(f"CO2 in the home region ({', '.join(homes)}) ({unit}, {report.basis.text})")
     axes.set_ylabel("test accuracy (%)")
@@ -378,14 +387,8 @@ def strategies_plot(report: Report) -> Figure:
     points = _scatter(axes, labelled, lambda g: g.figures.get("co2_kg"),
                       lambda g: g.figures.get("accuracy_pct"), factor, 1.0, y_floor=False,
                       clipped=clipped)
-    if found is not None and found.front_resolved:
-        front = [(px, py) for group, px, py in points if group.name in found.front]
-        axes.plot([p[0] for p in front], [p[1] for p in front], linestyle="none", marker="o",
-                  markersize=18, fillstyle="none", color="#444444",
-                  label="Pareto front (among distinguishable differences)")
-    elif len(points) > 1:
-        axes.plot([], [], linestyle="none", label="no Pareto front: no strategy is "
-                  "distinguishably better than another")
+    if found is not None:
+        _front(axes, points, found.front, found.front_resolved, "strategy")
     _accuracy_range(axes, groups, clipped)
     axes.set_xlabel(f"CO2 in the home region ({unit}, {report.basis.text})")
     axes.set_ylabel("test accuracy (%)")

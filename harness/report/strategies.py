@@ -15,8 +15,14 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from harness.report.model import Group, Report, pareto_front
-from harness.stats import Comparison, Stat, difference, ratio, summarize
+from harness.report.model import (
+    Group,
+    Report,
+    compare_difference,
+    compare_ratio,
+    pareto_front,
+)
+from harness.stats import Comparison, Stat, summarize
 
 RULE = ("a variant qualifies when its accuracy difference against the baseline is at least "
         "-{tol} points (estimate) and its 95% interval does not lie wholly below -{tol}; among "
@@ -101,10 +107,10 @@ def _row(group: Group, base: Group) -> StrategyRow:
     target_kwh, reached = _target(group)
     return StrategyRow(
         group=group, baseline=base,
-        accuracy_pp=difference(group.values("accuracy_pct"), base.values("accuracy_pct")),
-        time=ratio(group.values("time_s"), base.values("time_s")),
-        energy=ratio(group.values("energy_kwh"), base.values("energy_kwh")),
-        co2=ratio(group.values("co2_kg"), base.values("co2_kg")),
+        accuracy_pp=compare_difference(group, base, "accuracy_pct"),
+        time=compare_ratio(group, base, "time_s"),
+        energy=compare_ratio(group, base, "energy_kwh"),
+        co2=compare_ratio(group, base, "co2_kg"),
         epochs_run=summarize(r.metrics.training.epochs_run for r in group.usable if r.metrics),
         target_kwh=target_kwh, target_reached=reached, pruning=_pruning_text(group))
 

@@ -321,7 +321,7 @@ def strategies_table(report: Report, strategies: Any) -> Table:
     basis = report.basis.text
     headers = ["scenario", "hardware", "strategy", "epochs run", "accuracy diff (pp)",
                f"time ratio ({report.scope})", f"energy ratio ({basis})", f"CO2 ratio ({basis})",
-               "energy to target (kWh)", "verdict"]
+               "energy to target (kWh)", "verdict", "repeats to resolve CO2"]
     rows = []
     for row in strategies.rows:
         estimated = bool(row.group.estimated or row.baseline.estimated)
@@ -331,8 +331,17 @@ def strategies_table(report: Report, strategies: Any) -> Table:
                      fmt_comparison(row.accuracy_pp, signed=True), fmt_comparison(row.time),
                      mark(fmt_comparison(row.energy), estimated),
                      mark(fmt_comparison(row.co2), estimated),
-                     mark(target, estimated) if total else target, _strategy_verdict(row)])
+                     mark(target, estimated) if total else target, _strategy_verdict(row),
+                     _needed(row.co2)])
     return headers, rows
+
+
+def _needed(comparison: Any) -> str:
+    """Repeats that would make a difference of the observed size distinguishable."""
+    if comparison is None or comparison.distinguishable or not comparison.repeats_needed:
+        return "-"
+    needed = comparison.repeats_needed
+    return f">{needed - 1}" if needed > 1000 else str(needed)
 
 
 def _strategy_verdict(row: Any) -> str:
@@ -358,8 +367,10 @@ def strategies_notes(report: Report, strategies: Any) -> list[str]:
                      "every strategy.")
     notes += [row.pruning for row in strategies.rows if row.pruning]
     notes.append("Ratios are variant / baseline on the same hardware (below 1: less), ratios of "
-                 "geometric means with 95% Welch intervals on the logs; `n.d.`: not "
-                 "distinguishable. Learning-rate scaling rules: "
+                 "geometric means with 95% intervals on the logs: `p` when the runs pair up "
+                 "by seed (each repeat's variants share its seed; paired t on the per-seed "
+                 "log ratios), else Welch's; `n.d.`: not distinguishable. Learning-rate "
+                 "scaling rules: "
                  + "; ".join(f"{k}: {v}" for k, v in LR_RULES.items()) + ".")
     if strategies.front:
         notes.append(("Pareto front among distinguishable differences (accuracy against CO2): "
@@ -434,10 +445,11 @@ def comparison_notes(report: Report) -> list[str]:
     return [
         f"Ratios in the {report.scope} scope: speed-up = baseline time / time; energy and CO2 "
         "ratio = hardware / baseline (below 1: less); CO2 in each one's home region. Each is "
-        "a ratio of geometric means over repeats with its 95% interval [low, high], from "
-        "Welch's t interval on the difference of the logarithms; `n.d.` (not "
+        "a ratio of geometric means over repeats with its 95% interval [low, high]: marked "
+        "`p` when the runs pair up by seed (Student's t on the per-pair log ratios), else "
+        "Welch's t interval on the difference of the mean logs; `n.d.` (not "
         "distinguishable) when the interval includes 1 or a side has fewer than 2 runs. "
-        "Accuracy difference: Welch's interval on the difference of means. `repeats to "
+        "Accuracy difference: the same intervals on the points. `repeats to "
         "resolve`: repeats per hardware that would make a difference of the observed size "
         "distinguishable at the observed spread.",
     ]
