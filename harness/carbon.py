@@ -143,6 +143,6 @@ def describe_power_methods(tracker: OfflineEmissionsTracker) -> list[PowerMethod
     return [methods["cpu"], methods["gpu"], methods["ram"]]
 
 
-def quiet_codecarbon() -> None:
+def quiet_codecarbon(level: int = logging.WARNING) -> None:
     """Keep CodeCarbon's per-interval INFO chatter out of the run log."""
-    logging.getLogger("codecarbon").setLevel(logging.WARNING)
+    logging.getLogger("codecarbon").setLevel(level)

@@ -172,6 +172,88 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+#: oneDNN's x86 instruction-set levels, lowest first, as ONEDNN_MAX_CPU_ISA names them
+#: (oneDNN 3.x, the one TensorFlow 2.21 links), each with the /proc/cpuinfo flags it needs
+#: on top of the level below it. oneDNN dispatches to the highest level the CPU has and the
+#: cap allows.
+ONEDNN_ISAS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("SSE41", frozenset({"sse4_1"})),
+    ("AVX", frozenset({"avx"})),
+    ("AVX2", frozenset({"avx2"})),
+    ("AVX2_VNNI", frozenset({"avx_vnni"})),
+    ("AVX2_VNNI_2", frozenset({"avx_vnni_int8", "avx_ne_convert"})),
+    ("AVX512_CORE", frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq"})),
+    ("AVX512_CORE_VNNI", frozenset({"avx512_vnni"})),
+    ("AVX512_CORE_BF16", frozenset({"avx512_bf16"})),
+    ("AVX10_1_512", frozenset({"avx512_fp16"})),
+    ("AVX10_1_512_AMX", frozenset({"amx_tile", "amx_int8", "amx_bf16"})),
+    ("AVX10_1_512_AMX_FP16", frozenset({"amx_fp16"})),
+)
+#: Cap values oneDNN reads as "no cap".
+ONEDNN_NO_CAP = frozenset({"ALL", "DEFAULT"})
+#: The variables oneDNN reads the cap from, in its order (the first one set wins).
+ONEDNN_ISA_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+
+
+def _isa_needs(level: str) -> frozenset[str]:
+    """Every flag ``level`` needs: its own and those of the levels it builds on (the
+    AVX2_VNNI levels are a side branch on AVX2, not below AVX512_CORE)."""
+    names = [name for name, _ in ONEDNN_ISAS]
+    own = dict(ONEDNN_ISAS)
+    if level.startswith("AVX2_VNNI"):
+        return _isa_needs("AVX2") | own[level]
+    chain = [n for n in names[:names.index(level) + 1] if not n.startswith("AVX2_VNNI")]
+    return frozenset().union(*(own[n] for n in chain))
+
+
+def _best_isa(flags: frozenset[str], levels: list[str]) -> str | None:
+    supported = [level for level in levels if _isa_needs(level) <= flags]
+    return supported[-1] if supported else None
+
+
+def native_onednn_isa(flags: frozenset[str]) -> str | None:
+    """The highest oneDNN ISA level ``flags`` support (None: not x86 or no SSE4.1)."""
+    return _best_isa(flags, [name for name, _ in ONEDNN_ISAS])
+
+
+@dataclass(frozen=True)
+class IsaInfo:
+    """Which instruction set oneDNN dispatches to in a process with this environment."""
+
+    native: str | None
+    """The host's best oneDNN level (from the CPUID flags in /proc/cpuinfo)."""
+    cap: str | None
+    """The cap as given (ONEDNN_MAX_CPU_ISA, else DNNL_MAX_CPU_ISA), None if unset."""
+    effective: str | None
+    """The level oneDNN uses: the highest the host has that the cap allows."""
+
+    @property
+    def capped(self) -> bool:
+        """Whether the cap lowers the level below the host's."""
+        return self.effective != self.native
+
+
+def onednn_isa(environ: dict[str, str] | None = None,
+               flags: frozenset[str] | None = None) -> IsaInfo:
+    """oneDNN's instruction set in a process started with ``environ`` on this host.
+
+    oneDNN reads the name in any case (``avx2`` caps as ``AVX2`` does: seen in its verbose
+    output) and ignores names it does not know, which leaves it uncapped. TensorFlow's
+    own Eigen kernels are compiled for a fixed instruction set and ignore the cap, except
+    their matrix products, which call oneDNN's sgemm (README, "Performance").
+    """
+    environ = dict(os.environ if environ is None else environ)
+    flags = cpu_flags() if flags is None else flags
+    names = [name for name, _ in ONEDNN_ISAS]
+    native = native_onednn_isa(flags)
+    cap = next((environ[v] for v in ONEDNN_ISA_VARIABLES if environ.get(v)), None)
+    name = cap.strip().upper() if cap is not None else None
+    if native is None or name is None or name in ONEDNN_NO_CAP or name not in names:
+        return IsaInfo(native=native, cap=cap, effective=native)
+    return IsaInfo(native=native, cap=cap,
+                   effective=_best_isa(flags, names[:names.index(name) + 1]))
+
+
 def parse_meminfo_total(text: str) -> int | None:
     """``MemTotal`` of /proc/meminfo in bytes."""
     for line in text.splitlines():
@@ -193,6 +275,8 @@ class CpuTimes:
     wall: float
     host_busy_s: float
     own_s: float
+    """This process's CPU time and its finished children's (CodeCarbon's hardware detection
+    runs py-cpuinfo in a subprocess: about 1 CPU-second that is ours, not background)."""
 
 
 def parse_proc_stat(text: str, ticks_per_s: float) -> float:
@@ -211,12 +295,14 @@ def cpu_times() -> CpuTimes | None:
     text = _read(Path("/proc/stat"))
     if text is None:
         return None
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+    own = sum(usage.ru_utime + usage.ru_stime
+              for usage in (resource.getrusage(resource.RUSAGE_SELF),
+                            resource.getrusage(resource.RUSAGE_CHILDREN)))
     try:
         busy = parse_proc_stat(text, float(os.sysconf("SC_CLK_TCK")))
     except ValueError:
         return None
-    return CpuTimes(wall=time.monotonic(), host_busy_s=busy, own_s=usage.ru_utime + usage.ru_stime)
+    return CpuTimes(wall=time.monotonic(), host_busy_s=busy, own_s=own)
 
 
 def background_load(start: CpuTimes, end: CpuTimes) -> tuple[float, float]:

@@ -14,6 +14,7 @@ estimates too, and their power methods say so.
 
 from __future__ import annotations
 
+import logging
 import platform
 import time
 from datetime import UTC, datetime
@@ -26,11 +27,10 @@ from harness.state import state_dir
 
 #: Sampling interval of the meter and of the idle measurement, seconds.
 METER_SECS = 1.0
-#: Default length of the idle measurement, and how long a measurement may be reused.
-IDLE_SECONDS = 30.0
-IDLE_MAX_AGE_S = 3600.0
 #: Background CPU load (CPUs) above which an idle measurement is refused as not idle.
 IDLE_BUSY_LIMIT = 0.25
+#: Idle measurements tried before a session goes without a baseline.
+IDLE_ATTEMPTS = 3
 
 
 class Meter:
@@ -39,7 +39,8 @@ class Meter:
     def __init__(self, run_dir: Path, *, home_region: str, pue: float) -> None:
         from harness.carbon import make_tracker, quiet_codecarbon
 
-        quiet_codecarbon()
+        # The worker's log already says what CodeCarbon guessed; the host's console stays clean.
+        quiet_codecarbon(logging.ERROR)
         self.run_dir = run_dir
         self.tracker = make_tracker(run_dir, MACHINE_CSV, home_region=home_region,
                                     measure_power_secs=METER_SECS, pue=pue,
@@ -82,7 +83,7 @@ def measure_idle(duration_s: float) -> IdleBaseline:
     """
     from harness.carbon import describe_power_methods, make_tracker, quiet_codecarbon
 
-    quiet_codecarbon()
+    quiet_codecarbon(logging.ERROR)
     out = state_dir() / "idle-measurements"
     out.mkdir(parents=True, exist_ok=True)
     tracker = make_tracker(out, "idle-emissions.csv", home_region="FRA",
@@ -131,10 +132,17 @@ def idle_baseline(duration_s: float, max_age_s: float) -> tuple[IdleBaseline | N
         pass
     if duration_s <= 0:
         return None, "idle baseline skipped (--idle-s 0): no net figures"
-    try:
-        baseline = measure_idle(duration_s)
-    except RuntimeError as exc:
-        return None, f"no idle baseline: {exc}"
-    write_atomic(cache, baseline.model_dump_json(indent=2) + "\n")
-    return baseline, f"measured for {baseline.duration_s:.0f} s"
+    # A burst of someone else's work (a daemon, a container being removed) spoils one window
+    # but says nothing about the next: try a few before concluding the machine is busy.
+    refusals: list[str] = []
+    for _ in range(IDLE_ATTEMPTS):
+        try:
+            baseline = measure_idle(duration_s)
+        except RuntimeError as exc:
+            refusals.append(str(exc))
+            continue
+        write_atomic(cache, baseline.model_dump_json(indent=2) + "\n")
+        retried = f" (attempt {len(refusals) + 1}; before: {'; '.join(refusals)})" if refusals else ""
+        return baseline, f"measured for {baseline.duration_s:.0f} s{retried}"
+    return None, f"no idle baseline after {IDLE_ATTEMPTS} attempts: {'; '.join(refusals)}"
 

@@ -16,10 +16,12 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from harness.dataset.loading import ALIGNMENT, aligned_empty
 from harness.scenario import TrainingSpec
 
 NUM_CLASSES = 10
-#: Images per evaluation batch; evaluation results do not depend on it, only speed.
+#: Images per evaluation batch by default (Pipeline.eval_batch); evaluation results do not
+#: depend on it, only speed and memory.
 EVAL_BATCH = 256
 
 
@@ -44,6 +46,11 @@ class Pipeline:
     index_shuffle: bool = True
     """Shuffle image indices and gather each batch from one uint8 tensor, instead of a
     shuffle buffer that holds a copy of every image."""
+    data_optimizations: bool = False
+    """tf.data's default graph rewrites. Off: to rewrite, tf.data serialises the pipeline's
+    graph, and with it a copy of the images tensor the batches are gathered from (+167 MB
+    resident for CIFAR-10's training images, measured); this pipeline (range, shuffle,
+    batch, map, prefetch) has nothing for them to fuse."""
     parallel_calls: int = 1
     """Threads gathering and scaling batches (one keeps up with training on 2 cores)."""
     prefetch: int = 4
@@ -51,6 +58,11 @@ class Pipeline:
     inter_op_threads: int = 2
     """TensorFlow inter-op threads (independent ops run side by side), at most the CPUs
     granted: 2 was 1.18x faster than 1 on 2 cores (2 processes each, side by side)."""
+    intra_op_threads: int = 0
+    """TensorFlow intra-op threads (one op's work split across them); 0: the CPUs granted."""
+    eval_batch: int = EVAL_BATCH
+    """Images per batch of the per-epoch validation and the final evaluation (the loss and
+    accuracy over the test set do not depend on it)."""
 
 
 DEFAULT_PIPELINE = Pipeline()
@@ -112,9 +124,10 @@ def configure_threads(cpus: float, pipeline: Pipeline = DEFAULT_PIPELINE) -> int
     Must run before TensorFlow executes its first op.
     """
     threads = max(1, math.ceil(cpus))
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    intra = min(pipeline.intra_op_threads, threads) if pipeline.intra_op_threads else threads
+    tf.config.threading.set_intra_op_parallelism_threads(intra)
     tf.config.threading.set_inter_op_parallelism_threads(min(pipeline.inter_op_threads, threads))
-    return threads
+    return intra
 
 
 def _scale(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -126,6 +139,7 @@ def _options(pipeline: Pipeline) -> tf.data.Options:
     options = tf.data.Options()
     options.deterministic = True
     options.autotune.enabled = pipeline.autotune
+    options.experimental_optimization.apply_default_optimizations = pipeline.data_optimizations
     return options
 
 
@@ -137,6 +151,37 @@ def _prefetch(pipeline: Pipeline) -> int:
     return tf.data.AUTOTUNE if pipeline.autotune else pipeline.prefetch
 
 
+def host_tensor(array: np.ndarray) -> tf.Tensor:
+    """``array`` as a CPU tensor that shares its memory (DLPack), not a copy.
+
+    ``tf.constant`` keeps two copies of a numpy array (measured: +301 MB for the 154 MB
+    of CIFAR-10's training images, README "Performance"); the tensor made here keeps the
+    array alive and adds nothing. TensorFlow aborts the process on a tensor that is not
+    64-byte aligned, so an unaligned (or read-only, or non-contiguous) array is first
+    copied into an aligned one (the data set loader's arrays are aligned already).
+    """
+    if (array.ctypes.data % ALIGNMENT or not array.flags.c_contiguous
+            or not array.flags.writeable):
+        copy = aligned_empty((array.nbytes,)).view(array.dtype).reshape(array.shape)
+        copy[...] = array
+        array = copy
+    with tf.device("/CPU:0"):  # tf.data runs on the host, even with a GPU visible
+        return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+
+
+def _gatherer(x: np.ndarray, y: np.ndarray) -> Any:
+    """A map function from a batch of indices to its scaled images and labels, gathered
+    from the images in place (one tensor shared with ``x``, no per-image copy)."""
+    images = host_tensor(x)
+    with tf.device("/CPU:0"):
+        labels = tf.constant(y)
+
+    def gather(indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return _scale(tf.gather(images, indices), tf.gather(labels, indices))
+
+    return gather
+
+
 def train_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
                   pipeline: Pipeline = DEFAULT_PIPELINE) -> tf.data.Dataset:
     """Shuffled, batched, scaled training batches; reshuffled every epoch like ``fit(x, y)``.
@@ -145,16 +190,10 @@ def train_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
     order, each epoch.
     """
     if pipeline.index_shuffle:
-        with tf.device("/CPU:0"):  # tf.data runs on the host, even with a GPU visible
-            images, labels = tf.constant(x), tf.constant(y)
-
-        def gather(indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            return _scale(tf.gather(images, indices), tf.gather(labels, indices))
-
         dataset = (tf.data.Dataset.range(len(x))
                    .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
                    .batch(batch_size)
-                   .map(gather, num_parallel_calls=_parallel(pipeline)))
+                   .map(_gatherer(x, y), num_parallel_calls=_parallel(pipeline)))
     else:
         dataset = (tf.data.Dataset.from_tensor_slices((x, y))
                    .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
@@ -165,14 +204,15 @@ def train_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
 
 def eval_dataset(x: np.ndarray, y: np.ndarray,
                  pipeline: Pipeline = DEFAULT_PIPELINE) -> tf.data.Dataset:
-    """Batched, scaled evaluation batches in order."""
-    return (
-        tf.data.Dataset.from_tensor_slices((x, y))
-        .batch(EVAL_BATCH)
-        .map(_scale, num_parallel_calls=_parallel(pipeline))
-        .prefetch(_prefetch(pipeline))
-        .with_options(_options(pipeline))
-    )
+    """Batched, scaled evaluation batches in order (the images used in place, as in
+    :func:`train_dataset`)."""
+    if pipeline.index_shuffle:
+        dataset = (tf.data.Dataset.range(len(x)).batch(pipeline.eval_batch)
+                   .map(_gatherer(x, y), num_parallel_calls=_parallel(pipeline)))
+    else:
+        dataset = (tf.data.Dataset.from_tensor_slices((x, y)).batch(pipeline.eval_batch)
+                   .map(_scale, num_parallel_calls=_parallel(pipeline)))
+    return dataset.prefetch(_prefetch(pipeline)).with_options(_options(pipeline))
 
 
 def fit_arguments(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
@@ -197,11 +237,6 @@ def fit_arguments(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
 def steps(n: int, batch_size: int) -> int:
     """Batches per pass over ``n`` images (the last one may be partial)."""
     return math.ceil(n / batch_size)
-
-
-def count_parameters(model: tf.keras.Model) -> int:
-    """Trainable parameters."""
-    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 
 
 def training_flops_per_image(model: tf.keras.Model) -> dict[str, float]:

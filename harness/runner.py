@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -121,6 +122,25 @@ def prepare_data(runs: list[RunSpec], data_dir: Path, console: Console) -> None:
                     f"{dataset.CIFAR10_URL} elsewhere and run "
                     "`python -m harness data import PATH/cifar-10-python.tar.gz`",
             )
+
+
+def line_sink(spec: RunSpec, display: Any, log: Any, tail: deque[str],
+              lock: threading.Lock) -> Callable[[str], None]:
+    """What happens to each line a worker prints: progress events go to the display, every
+    other line to worker.log and the log tail kept for outcome.json."""
+
+    def on_line(line: str) -> None:
+        if line.startswith(PROGRESS_PREFIX):
+            with contextlib.suppress(ValueError):
+                event = json.loads(line[len(PROGRESS_PREFIX):])
+                if isinstance(event, dict):
+                    display.event(spec, event)
+            return
+        with lock:
+            log.write(line + "\n")
+            tail.append(line)
+
+    return on_line
 
 
 class _Quiet:
@@ -507,17 +527,7 @@ class Runner:
         # A full disk must not cost the run its outcome: lines that cannot be written are
         # dropped (the last ones are kept in outcome.json's log tail).
         with contextlib.closing(_Quiet(log_file)) as log:
-
-            def on_line(line: str) -> None:
-                if line.startswith(PROGRESS_PREFIX):
-                    with contextlib.suppress(ValueError):
-                        event = json.loads(line[len(PROGRESS_PREFIX):])
-                        if isinstance(event, dict):
-                            display.event(spec, event)
-                    return
-                with log_lock:
-                    log.write(line + "\n")
-                    tail.append(line)
+            on_line = line_sink(spec, display, log, tail, log_lock)
 
             job = Job(run=spec, run_dir=run_dir, data_dir=self.data_dir,
                       session=session.session, session_id=session.session_id)
@@ -694,15 +704,7 @@ class Runner:
         except OSError as exc:
             raise disk_error(exc, run_dir / "worker.log") from None
 
-        def on_line(line: str) -> None:
-            if line.startswith(PROGRESS_PREFIX):
-                with contextlib.suppress(ValueError):
-                    event = json.loads(line[len(PROGRESS_PREFIX):])
-                    if isinstance(event, dict):
-                        display.event(spec, event)
-                return
-            log.write(line + "\n")
-            tail.append(line)
+        on_line = line_sink(spec, display, log, tail, threading.Lock())
 
         tracked = Tracked(spec=spec, run_dir=run_dir, job=job, facts=self.backend.new_facts(),  # type: ignore[attr-defined]
                           sink=on_line, index=index, total=total)

@@ -167,6 +167,69 @@ def test_target_accuracy_time_and_energy_to_the_first_epoch_reaching_it() -> Non
     assert not never.reached and never.epoch is None
 
 
+# --- oneDNN's instruction set: what the worker records, what the bench verifies ----------
+
+AVX512_BF16_HOST = frozenset({"sse4_1", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl",
+                              "avx512dq", "avx512_vnni", "avx512_bf16"})
+AVX2_HOST = frozenset({"sse4_1", "avx", "avx2", "fma"})
+
+
+@pytest.mark.parametrize(("environ", "flags", "effective", "cap"), [
+    ({}, AVX512_BF16_HOST, "AVX512_CORE_BF16", None),
+    ({}, AVX2_HOST, "AVX2", None),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, AVX512_BF16_HOST, "AVX2", "AVX2"),
+    ({"DNNL_MAX_CPU_ISA": "AVX512_CORE"}, AVX512_BF16_HOST, "AVX512_CORE", "AVX512_CORE"),
+    # the first variable set wins, as in oneDNN
+    ({"ONEDNN_MAX_CPU_ISA": "AVX2", "DNNL_MAX_CPU_ISA": "AVX"}, AVX512_BF16_HOST, "AVX2", "AVX2"),
+    # oneDNN reads the name in any case; names it does not know, ALL and caps above the
+    # host's own level leave it uncapped
+    ({"ONEDNN_MAX_CPU_ISA": "avx2"}, AVX512_BF16_HOST, "AVX2", "avx2"),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX3"}, AVX512_BF16_HOST, "AVX512_CORE_BF16", "AVX3"),
+    ({"ONEDNN_MAX_CPU_ISA": "ALL"}, AVX512_BF16_HOST, "AVX512_CORE_BF16", "ALL"),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}, AVX2_HOST, "AVX2", "AVX512_CORE_BF16"),
+    # AVX2_VNNI is a side branch: an AVX-512 host without AVX-VNNI capped to it gets AVX2
+    ({"ONEDNN_MAX_CPU_ISA": "AVX2_VNNI"}, AVX512_BF16_HOST, "AVX2", "AVX2_VNNI"),
+    ({}, frozenset(), None, None),  # not x86
+])
+def test_onednn_isa_is_the_hosts_best_level_under_the_cap(
+        environ: dict[str, str], flags: frozenset[str], effective: str | None,
+        cap: str | None) -> None:
+    isa = hostinfo.onednn_isa(environ, flags)
+    assert (isa.effective, isa.cap) == (effective, cap)
+    assert isa.capped == (effective != isa.native)
+
+
+def test_onednn_verbose_parse_and_cap_check() -> None:
+    from harness.bench import cap_took_effect, parse_onednn_verbose
+
+    text = "\n".join([
+        "onednn_verbose,v1,info,oneDNN v3.7.0 (commit abc)",
+        "onednn_verbose,v1,info,cpu,runtime:threadpool,nthr:2",
+        "onednn_verbose,v1,info,cpu,isa:Intel AVX2",
+        "some other line",
+        "onednn_verbose,v1,primitive,exec,cpu,convolution,jit:avx2,forward_training,"
+        "src:f32::blocked:acdb::f0,,alg:convolution_direct,mb64_ic3oc32_ih32oh30kh3,0.5",
+        "onednn_verbose,v1,primitive,exec,cpu,convolution,jit:avx2,backward_weights,"
+        "src:f32::blocked:acdb::f0,,alg:convolution_direct,mb64_ic3oc32_ih32oh30kh3,0.25",
+        "onednn_verbose,v1,primitive,exec,cpu,reorder,jit:uni,undef,src:f32,,,64x32,0.1",
+        "onednn_verbose,v1,primitive,exec,cpu,convolution,brg_conv_bwd:avx2+brg_conv_fwd:avx2,"
+        "backward_data,src:f32,,alg:convolution_direct,mb64_ic32oc64,0.5",
+        "onednn_verbose,v1,primitive,exec,cpu,gemm_api,,undef,src_f32::blocked:ba:f0,,,"
+        "256x64:64x10,0.02",
+    ])
+    parsed = parse_onednn_verbose(text)
+    assert parsed["isa"] == "Intel AVX2" and parsed["version"].startswith("oneDNN v3.7")
+    assert parsed["runtime"] == "threadpool" and parsed["threads"] == "2"
+    assert parsed["kernels"]["convolution"]["jit:avx2"] == {"count": 2, "ms": 0.75}
+    assert parsed["kernels"]["gemm_api"][""]["count"] == 1
+    assert parsed["kernel_isas"] == ["avx2"]
+    assert cap_took_effect(parsed, "AVX2")[0]
+    uncapped = parse_onednn_verbose(text.replace("jit:avx2,backward", "brgconv:avx512_core,"
+                                                 "backward").replace("AVX2", "AVX-512"))
+    ok, detail = cap_took_effect(uncapped, "AVX2")
+    assert not ok and "avx512_core" in detail and "AVX-512" in detail
+
+
 # --- the training pipeline: speed only, never the mathematics ----------------------------
 
 
@@ -200,3 +263,96 @@ def test_pipeline_shows_each_image_once_per_epoch_and_reshuffles() -> None:
     assert sorted(first) == list(range(n)) and sorted(second) == list(range(n))
     assert first != second, "a new order every epoch"
     assert epochs(seed=7) == [first, second], "the same seed gives the same orders"
+
+
+@pytest.mark.slow
+def test_evaluation_batches_every_image_once_in_order() -> None:
+    """The evaluation pipeline (gathered in order from the images in place): every test
+    image once, in order, scaled, with its label, at any evaluation batch size."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from harness.model import DEFAULT_PIPELINE, eval_dataset
+
+    n = 250
+    x = np.arange(n, dtype=np.uint8).repeat(32 * 32 * 3).reshape(n, 32, 32, 3)
+    y = (np.arange(n) % 10).astype(np.uint8)
+    for batch in (64, 256, 1000):
+        ids, labels = [], []
+        for images, batch_labels in eval_dataset(x, y, replace(DEFAULT_PIPELINE,
+                                                               eval_batch=batch)):
+            assert images.shape[0] <= batch and images.numpy().max() <= 1.0
+            ids += np.rint(images.numpy()[:, 0, 0, 0] * 255).astype(int).tolist()
+            labels += batch_labels.numpy().tolist()
+        assert ids == list(range(n)) and labels == [i % 10 for i in range(n)]
+
+
+@pytest.mark.slow
+def test_host_tensor_shares_an_aligned_array_and_copies_an_unaligned_one() -> None:
+    """The training images are used in place (no TensorFlow copy) when 64-byte aligned,
+    as the data set loader makes them; anything else is copied first, never aborts."""
+    import numpy as np
+
+    from harness.dataset.loading import aligned_empty
+    from harness.model import host_tensor
+
+    aligned = aligned_empty((10, 32, 32, 3))
+    aligned[...] = 1
+    assert aligned.ctypes.data % 64 == 0
+    tensor = host_tensor(aligned)
+    aligned[0, 0, 0, 0] = 7
+    assert int(tensor[0, 0, 0, 0]) == 7, "shares the array's memory"
+
+    unaligned = np.ones(10 * 32 * 32 * 3 + 1, dtype=np.uint8)[1:].reshape(10, 32, 32, 3)
+    assert unaligned.ctypes.data % 64 != 0
+    copied = host_tensor(unaligned)
+    unaligned[0, 0, 0, 0] = 7
+    assert int(copied[0, 0, 0, 0]) == 1 and copied.shape == (10, 32, 32, 3)
+    readonly = np.ones((10, 32, 32, 3), dtype=np.uint8)
+    readonly.flags.writeable = False
+    assert int(host_tensor(readonly).numpy().sum()) == readonly.size
+
+
+def test_cpu_time_of_finished_children_is_our_own_not_background() -> None:
+    """CodeCarbon's hardware detection burns about a CPU-second in a subprocess: that must
+    not read as another process's load (it made a 3 s idle measurement look busy)."""
+    import subprocess
+    import sys
+
+    before = hostinfo.cpu_times()
+    subprocess.run([sys.executable, "-c", "import time\nt = time.process_time()\n"
+                    "while time.process_time() - t < 0.6: pass"], check=True)
+    after = hostinfo.cpu_times()
+    assert before is not None and after is not None
+    assert after.own_s - before.own_s >= 0.55
+
+
+def test_idle_baseline_retries_a_busy_window(tmp_path: Path, monkeypatch) -> None:
+    from harness import meter
+    from harness.schema import IdleBaseline
+
+    monkeypatch.setenv("HARNESS_STATE_DIR", str(tmp_path))
+    windows = iter([RuntimeError("the machine was busy (0.40 CPUs used by other processes)"),
+                    IdleBaseline(measured_at="2026-11-29T12:00:00+00:00", duration_s=3.0,
+                                 cpu_w=4.0, gpu_w=0.0, ram_w=2.0, estimated=True, methods=[],
+                                 gpu_count=0)])
+
+    def fake_measure(duration_s: float) -> IdleBaseline:
+        result = next(windows)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    monkeypatch.setattr(meter, "measure_idle", fake_measure)
+    baseline, note = meter.idle_baseline(3.0, 0.0)
+    assert baseline is not None and baseline.cpu_w == 4.0
+    assert "attempt 2" in note and "0.40 CPUs" in note
+
+    def always_busy(duration_s: float) -> IdleBaseline:
+        raise RuntimeError("the machine was busy (0.90 CPUs used by other processes)")
+
+    monkeypatch.setattr(meter, "measure_idle", always_busy)
+    baseline, note = meter.idle_baseline(3.0, 0.0)
+    assert baseline is None
+    assert note.startswith(f"no idle baseline after {meter.IDLE_ATTEMPTS} attempts")

@@ -99,7 +99,45 @@ def _child_train(variant: str, data_root: Path, epochs: int) -> dict[str, Any]:
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "flops_per_image": model_lib.training_flops_per_image(model),
         "np_version": np.__version__,
+        **_isa_record(),
     }
+
+
+def _isa_record() -> dict[str, Any]:
+    """The instruction set oneDNN dispatches to in this process (harness.hostinfo)."""
+    from harness import hostinfo
+
+    isa = hostinfo.onednn_isa()
+    return {"cpu_isa": isa.effective, "cpu_isa_cap": isa.cap, "cpu_isa_native": isa.native}
+
+
+def _child_probe() -> dict[str, Any]:
+    """A few training steps and an evaluation of the worker's model on random data: run
+    with ONEDNN_VERBOSE=1 by the host, which reads what oneDNN printed."""
+    import numpy as np
+    import tensorflow as tf
+
+    from harness import hostinfo
+    from harness import model as model_lib
+    from harness.scenario import TrainingSpec
+
+    model_lib.configure_threads(hostinfo.effective_cpus())
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (512, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, model_lib.NUM_CLASSES, 512).astype(np.uint8)
+    training = TrainingSpec(epochs=1)
+    model = model_lib.build_model(training)
+    model.fit(**model_lib.fit_arguments(x, y, x[:256], y[:256], training))
+    tf.matmul(tf.ones((64, 64)), tf.ones((64, 64))).numpy()
+    return {"steps": model_lib.steps(len(x), training.batch_size),
+            "onednn_opts": _onednn_opts(), **_isa_record()}
+
+
+def _onednn_opts() -> bool:
+    """Whether TensorFlow's oneDNN rewrites are on (TF_ENABLE_ONEDNN_OPTS, default on x86)."""
+    import os
+
+    return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").lower() not in ("0", "false")
 
 
 def _child_matmul() -> dict[str, Any]:
@@ -131,7 +169,8 @@ def _child_matmul() -> dict[str, Any]:
             rates.append(2 * n**3 * reps / (time.perf_counter() - start) / 1e9)
         best[str(n)] = max(rates)
     return {"matmul_gflops": max(best.values()), "matmul_gflops_by_size": best,
-            "threads": tf.config.threading.get_intra_op_parallelism_threads()}
+            "threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            **_isa_record()}
 
 
 def child_main(argv: list[str]) -> int:
@@ -142,9 +181,10 @@ def child_main(argv: list[str]) -> int:
     train.add_argument("data_root", type=Path)
     train.add_argument("--epochs", type=int, default=3)
     sub.add_parser("matmul")
+    sub.add_parser("probe")
     args = parser.parse_args(argv)
     result = (_child_train(args.variant, args.data_root, args.epochs) if args.what == "train"
-              else _child_matmul())
+              else _child_matmul() if args.what == "matmul" else _child_probe())
     print(RESULT_PREFIX + json.dumps(result), flush=True)
     return 0
 

@@ -50,6 +50,7 @@ def environment(*, tf: Any, threads: int, pipeline: Any, gpu_names: list[str],
     import keras
     import numpy
 
+    isa = hostinfo.onednn_isa()
     return Environment(
         versions={
             "python": platform.python_version(),
@@ -77,5 +78,6 @@ def environment(*, tf: Any, threads: int, pipeline: Any, gpu_names: list[str],
         platform=platform.platform(),
         backend=backend,
         in_container=backend == "docker",
-        cpu_isa=os.environ.get("ONEDNN_MAX_CPU_ISA") or None,
+        cpu_isa=isa.effective,
+        cpu_isa_cap=isa.cap,
     )
