@@ -59,6 +59,42 @@ def cpu_in_database(model: str) -> bool:
         return False
 
 
+def prime_cpu_model() -> bool:
+    """Give CodeCarbon the CPU's brand string from /proc/cpuinfo before it asks py-cpuinfo.
+
+    CodeCarbon uses only py-cpuinfo's ``brand_raw`` (to look up the CPU's TDP), and
+    py-cpuinfo gets it with a probe that runs for about a second in a subprocess (it
+    times the clock), in every process that starts a tracker: the worker and the host's
+    machine meter each paid it (README, "Performance"). On Linux x86 the kernel's
+    ``model name`` is the same CPUID brand string. CodeCarbon caches the answer for the
+    process (``detect_cpu_model`` is an ``lru_cache``): filling that cache once with our
+    answer leaves py-cpuinfo itself untouched. Where there is no ``model name`` line, or
+    CodeCarbon's function moved, nothing is done and CodeCarbon detects as it would.
+
+    Returns:
+        Whether CodeCarbon now has our answer.
+    """
+    from harness import hostinfo
+
+    model = hostinfo.proc_cpu_model()
+    try:
+        import cpuinfo
+        from codecarbon.core import util
+    except ImportError:
+        return False
+    detect = getattr(util, "detect_cpu_model", None)
+    if model is None or not hasattr(detect, "cache_info"):
+        return False
+    if detect.cache_info().currsize:  # already asked in this process
+        return detect() == model
+    probe = cpuinfo.get_cpu_info
+    cpuinfo.get_cpu_info = lambda: {"brand_raw": model}
+    try:
+        return detect() == model
+    finally:
+        cpuinfo.get_cpu_info = probe
+
+
 def make_tracker(output_dir: Path, output_file: str, *, home_region: str,
                  measure_power_secs: float, pue: float, project: str, experiment: str,
                   track_gpus: bool, log_level: str = "warning",
@@ -70,6 +106,7 @@ def make_tracker(output_dir: Path, output_file: str, *, home_region: str,
     limits tracking to those NVML indices (a local GPU run on a multi-GPU host).
     """
     region = parse_region(home_region)
+    prime_cpu_model()
     tracker = OfflineEmissionsTracker(
         project_name=project,
         experiment_name=experiment,

@@ -156,12 +156,18 @@ def host_cpus() -> int:
     return os.cpu_count() or 1
 
 
-def cpu_model() -> str:
-    """The exact CPU model string from /proc/cpuinfo."""
+def proc_cpu_model() -> str | None:
+    """The CPU's brand string as /proc/cpuinfo's ``model name`` gives it (the kernel reads
+    it from CPUID); None where there is no such line (not Linux, some ARM kernels)."""
     for line in (_read(Path("/proc/cpuinfo")) or "").splitlines():
         if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
+            return line.split(":", 1)[1].strip() or None
+    return None
+
+
+def cpu_model() -> str:
+    """The exact CPU model string from /proc/cpuinfo, else what the platform says."""
+    return proc_cpu_model() or platform.processor() or "unknown"
 
 
 def cpu_flags() -> frozenset[str]:
