@@ -632,7 +632,8 @@ class CpuFacts:
     """CodeCarbon's view of the CPU, from its own functions (no tracker started)."""
 
     model: str
-    """``codecarbon.core.util.detect_cpu_model()`` (py-cpuinfo's brand string)."""
+    """``codecarbon.core.util.detect_cpu_model()``: /proc/cpuinfo's brand string where the
+    harness gives it (:func:`harness.carbon.prime_cpu_model`), else py-cpuinfo's."""
     in_database: bool
     """Whether ``TDP._get_cpu_power_from_registry`` finds it in cpu_power.csv."""
     database_name: str | None
@@ -701,6 +702,9 @@ def codecarbon_cpu() -> CpuFacts:
         from codecarbon.core.util import count_cpus, count_physical_cpus
         from codecarbon.input import DataSource
 
+        from harness.carbon import prime_cpu_model
+
+        prime_cpu_model()  # the CPU model a run's tracker gets (from /proc/cpuinfo)
         tdp = cpu.TDP()  # detect_cpu_model() and the registry lookup, as the tracker does
         model = tdp.model or "Unknown"
         table = DataSource().get_cpu_power_data()

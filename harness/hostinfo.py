@@ -281,8 +281,9 @@ class CpuTimes:
     wall: float
     host_busy_s: float
     own_s: float
-    """This process's CPU time and its finished children's (CodeCarbon's hardware detection
-    runs py-cpuinfo in a subprocess: about 1 CPU-second that is ours, not background)."""
+    """This process's CPU time and its finished children's (where CodeCarbon detects the
+    CPU itself, py-cpuinfo's subprocess burns about a CPU-second that is ours, not
+    background)."""
 
 
 def parse_proc_stat(text: str, ticks_per_s: float) -> float:
