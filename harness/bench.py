@@ -42,6 +42,7 @@ from typing import Any
 from tabulate import tabulate
 
 from harness.errors import UserError
+from harness.hostinfo import ONEDNN_ISA_NAMES, ONEDNN_ISA_VARIABLES
 
 RESULT_PREFIX = "HARNESS_BENCH "
 BENCH_FORMAT = "harness.bench"
@@ -96,23 +97,18 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
 def parse_isa(text: str) -> tuple[str, str | None]:
     """``native`` or a oneDNN ISA name (any case) -> label (lower case), cap (oneDNN's
     upper-case name for ONEDNN_MAX_CPU_ISA, None for native)."""
-    from harness.hostinfo import ONEDNN_ISAS
-
     label = text.strip().lower()
     if label == ISA_NATIVE:
         return label, None
-    names = [name for name, _ in ONEDNN_ISAS]
-    if label.upper() not in names:
+    if _isa_index(label) is None:
         raise UserError(f"unknown instruction set {text!r}", key="--isa",
                         fix="use native or a oneDNN ONEDNN_MAX_CPU_ISA name: "
-                            + ", ".join(n.lower() for n in names))
+                            + ", ".join(n.lower() for n in ONEDNN_ISA_NAMES))
     return label, label.upper()
 
 
 def isa_environment(isa: str, env: dict[str, str]) -> dict[str, str]:
     """``env`` with oneDNN capped to ``isa`` (native: any cap inherited is removed)."""
-    from harness.hostinfo import ONEDNN_ISA_VARIABLES
-
     env = {k: v for k, v in env.items() if k not in ONEDNN_ISA_VARIABLES}
     cap = parse_isa(isa)[1]
     if cap is not None:
@@ -121,11 +117,9 @@ def isa_environment(isa: str, env: dict[str, str]) -> dict[str, str]:
 
 
 def _isa_index(name: str) -> int | None:
-    from harness.hostinfo import ONEDNN_ISAS
-
-    names = [n.lower() for n, _ in ONEDNN_ISAS]
-    name = name.lower()
-    return names.index(name) if name in names else None
+    """``name``'s rank among oneDNN's levels, lowest 0 (any case); None if not one."""
+    name = name.upper()
+    return ONEDNN_ISA_NAMES.index(name) if name in ONEDNN_ISA_NAMES else None
 
 
 def parse_onednn_verbose(text: str) -> dict[str, Any]:
@@ -226,7 +220,10 @@ class BenchConfig:
     timeout_s: float = 1800
 
 
-def _child_env(isa: str = ISA_NATIVE, extra: dict[str, str] | None = None) -> dict[str, str]:
+def child_environment(isa: str = ISA_NATIVE, extra: dict[str, str] | None = None
+                      ) -> dict[str, str]:
+    """The environment of a measuring child process: the worker's variables, oneDNN capped
+    to ``isa``, this checkout importable, then ``extra``."""
     from harness.backends import worker_environment
 
     env = isa_environment(isa, worker_environment())
@@ -240,7 +237,7 @@ def _run_child(args: list[str], timeout_s: float, log, isa: str = ISA_NATIVE,
                extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "harness.worker.bench", *args],
-                          capture_output=True, text=True, env=_child_env(isa, extra_env),
+                          capture_output=True, text=True, env=child_environment(isa, extra_env),
                           cwd=REPO_ROOT, timeout=timeout_s)
     lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if proc.returncode != 0 or not lines:
@@ -541,20 +538,18 @@ def run_bench(config: BenchConfig, log=print) -> dict[str, Any]:
 
     for variant in config.variants:
         parse_variant(variant)
-    for isa in config.isas:
-        parse_isa(isa)
+    caps = {isa: parse_isa(isa)[1] for isa in config.isas}
     machine = _machine()
     native = hostinfo.native_onednn_isa(hostinfo.cpu_flags())
     machine["onednn_isa_native"] = native
-    for isa in config.isas:
-        if parse_isa(isa)[1] is not None and hostinfo.onednn_isa(
-                {"ONEDNN_MAX_CPU_ISA": parse_isa(isa)[1]}).effective == native:
+    for isa, cap in caps.items():
+        if cap is not None and hostinfo.onednn_isa({"ONEDNN_MAX_CPU_ISA": cap}).effective == native:
             log(f"note: {isa} is not below this host's own instruction set ({native}): "
                 "it measures the same as native")
     log(f"data: {config.train_size} train / {config.test_size} test (generated)")
     root = dataset.ensure_synthetic(config.data_dir, config.train_size, config.test_size, 0)
     probes = []
-    if len(config.isas) > 1 or config.isas != [ISA_NATIVE]:
+    if config.isas != [ISA_NATIVE]:
         log("oneDNN verbose probe per instruction set")
         probes = [_probe(isa, config.timeout_s, log) for isa in config.isas]
         for probe in probes:

@@ -195,6 +195,8 @@ ONEDNN_ISAS: tuple[tuple[str, frozenset[str]], ...] = (
     ("AVX10_1_512_AMX", frozenset({"amx_tile", "amx_int8", "amx_bf16"})),
     ("AVX10_1_512_AMX_FP16", frozenset({"amx_fp16"})),
 )
+#: The level names alone, lowest first.
+ONEDNN_ISA_NAMES: tuple[str, ...] = tuple(name for name, _ in ONEDNN_ISAS)
 #: Cap values oneDNN reads as "no cap".
 ONEDNN_NO_CAP = frozenset({"ALL", "DEFAULT"})
 #: The variables oneDNN reads the cap from, in its order (the first one set wins).
@@ -204,11 +206,11 @@ ONEDNN_ISA_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 def _isa_needs(level: str) -> frozenset[str]:
     """Every flag ``level`` needs: its own and those of the levels it builds on (the
     AVX2_VNNI levels are a side branch on AVX2, not below AVX512_CORE)."""
-    names = [name for name, _ in ONEDNN_ISAS]
     own = dict(ONEDNN_ISAS)
     if level.startswith("AVX2_VNNI"):
         return _isa_needs("AVX2") | own[level]
-    chain = [n for n in names[:names.index(level) + 1] if not n.startswith("AVX2_VNNI")]
+    chain = [n for n in ONEDNN_ISA_NAMES[:ONEDNN_ISA_NAMES.index(level) + 1]
+             if not n.startswith("AVX2_VNNI")]
     return frozenset().union(*(own[n] for n in chain))
 
 
@@ -219,7 +221,7 @@ def _best_isa(flags: frozenset[str], levels: list[str]) -> str | None:
 
 def native_onednn_isa(flags: frozenset[str]) -> str | None:
     """The highest oneDNN ISA level ``flags`` support (None: not x86 or no SSE4.1)."""
-    return _best_isa(flags, [name for name, _ in ONEDNN_ISAS])
+    return _best_isa(flags, list(ONEDNN_ISA_NAMES))
 
 
 @dataclass(frozen=True)
@@ -250,7 +252,7 @@ def onednn_isa(environ: dict[str, str] | None = None,
     """
     environ = dict(os.environ if environ is None else environ)
     flags = cpu_flags() if flags is None else flags
-    names = [name for name, _ in ONEDNN_ISAS]
+    names = list(ONEDNN_ISA_NAMES)
     native = native_onednn_isa(flags)
     cap = next((environ[v] for v in ONEDNN_ISA_VARIABLES if environ.get(v)), None)
     name = cap.strip().upper() if cap is not None else None

@@ -84,6 +84,14 @@ _TIME_FORMS = (
 _UNIT_S = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
+def _matching(value: str | None, pattern: re.Pattern[str], what: str, fix: str) -> str | None:
+    """``value`` if absent or matched by ``pattern``, else a scenario error naming ``what``
+    it should be and how to write it."""
+    if value is not None and not pattern.match(value):
+        raise ValueError(f"{value[:40]!r} is not {what}{_FIX}{fix}")
+    return value
+
+
 def parse_time_limit(value: int | str) -> int:
     """A Slurm time limit (minutes as a number, or ``MM``, ``MM:SS``, ``HH:MM:SS``,
     ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``) in seconds.
@@ -136,27 +144,21 @@ class SlurmSpec(BaseModel):
     @field_validator("partition", "account", "qos")
     @classmethod
     def _word(cls, value: str | None) -> str | None:
-        if value is not None and not _WORD.match(value):
-            raise ValueError(f"{value[:40]!r} is not a Slurm name{_FIX}use letters, digits, "
-                             "dots, underscores, plus and hyphens")
-        return value
+        return _matching(value, _WORD, "a Slurm name",
+                         "use letters, digits, dots, underscores, plus and hyphens")
 
     @field_validator("constraint")
     @classmethod
     def _constraint(cls, value: str | None) -> str | None:
-        if value is not None and not _CONSTRAINT.match(value):
-            raise ValueError(f"{value[:40]!r} is not a feature expression{_FIX}write node "
-                             "features like \"large\", \"a100&ib\" or \"[rack1|rack2]\" "
-                             "(no spaces)")
-        return value
+        return _matching(value, _CONSTRAINT, "a feature expression",
+                         "write node features like \"large\", \"a100&ib\" or "
+                         "\"[rack1|rack2]\" (no spaces)")
 
     @field_validator("gres")
     @classmethod
     def _gres(cls, value: str | None) -> str | None:
-        if value is not None and not _GRES.match(value):
-            raise ValueError(f"{value[:40]!r} is not a GRES request{_FIX}write it like "
-                             "\"gpu:1\" or \"gpu:a100:1\"")
-        return value
+        return _matching(value, _GRES, "a GRES request",
+                         "write it like \"gpu:1\" or \"gpu:a100:1\"")
 
     @field_validator("time_limit")
     @classmethod

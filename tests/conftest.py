@@ -79,3 +79,17 @@ training:
 tracker:
   measure_power_secs: 1
 """
+
+
+@pytest.fixture(scope="module")
+def docker_client():
+    """A client for the engine; a missing engine is a failure, not a skip."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=10)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.fail(f"these tests need a running Docker engine (start it with "
+                    f"docker/start-engine.sh): {exc}")
+    return client

@@ -47,20 +47,6 @@ TWO_CPU_ENTRIES = """\
     memory: 4g"""
 
 
-@pytest.fixture(scope="module")
-def docker_client():
-    """A client for the engine; a missing engine is a failure, not a skip."""
-    import docker
-
-    try:
-        client = docker.from_env(timeout=10)
-        client.ping()
-    except docker.errors.DockerException as exc:
-        pytest.fail(f"these tests need a running Docker engine (start it with "
-                    f"docker/start-engine.sh): {exc}")
-    return client
-
-
 def _write(tmp_path: Path, name: str, hardware: str, epochs: int = 1) -> Path:
     path = tmp_path / f"{name}.yaml"
     path.write_text(SCENARIO.format(name=name, hardware=hardware, epochs=epochs))

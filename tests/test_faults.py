@@ -107,20 +107,6 @@ def test_sigkill_of_the_harness_stops_a_local_worker_and_the_next_start_marks_it
     assert report.returncode == 0 and "orphaned" in report.stdout
 
 
-@pytest.fixture(scope="module")
-def docker_client():
-    """A client for the engine; a missing engine is a failure, not a skip."""
-    import docker
-
-    try:
-        client = docker.from_env(timeout=10)
-        client.ping()
-    except docker.errors.DockerException as exc:
-        pytest.fail(f"these tests need a running Docker engine (start it with "
-                    f"docker/start-engine.sh): {exc}")
-    return client
-
-
 def _session_containers(client, session_dir: Path) -> list:
     return [c for c in client.containers.list(all=True, filters={"label": "harness.run-dir"})
             if c.labels.get("harness.run-dir", "").startswith(str(session_dir.resolve()))]

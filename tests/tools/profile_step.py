@@ -46,7 +46,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from harness.bench import isa_environment, parse_isa, parse_onednn_verbose  # noqa: E402
+from harness.bench import child_environment, parse_isa, parse_onednn_verbose  # noqa: E402
 
 PREFIX = "PROFILE_RESULT "
 MARK = "PROFILE_MARK"
@@ -272,16 +272,6 @@ def child_main(argv: list[str]) -> int:
 # --- the driver side ----------------------------------------------------------------------
 
 
-def _env(isa: str, extra: dict[str, str]) -> dict[str, str]:
-    from harness.backends import worker_environment
-
-    env = isa_environment(isa, worker_environment())
-    env["PYTHONPATH"] = str(REPO)
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    env.update(extra)
-    return env
-
-
 def _child(args: list[str], env: dict[str, str], timeout: float = 1800
            ) -> tuple[dict[str, Any], str]:
     proc = subprocess.run([sys.executable, __file__, "child", *args], capture_output=True,
@@ -354,7 +344,7 @@ def cmd_ops(args: argparse.Namespace) -> None:
     results: dict[tuple[str, str], list[dict[str, Any]]] = {c: [] for c in configs}
     for i in range(args.repeats):
         for isa, onednn in (configs if i % 2 == 0 else configs[::-1]):
-            env = _env(isa, {"TF_ENABLE_ONEDNN_OPTS": onednn})
+            env = child_environment(isa, {"TF_ENABLE_ONEDNN_OPTS": onednn})
             results[(isa, onednn)].append(_child(["ops", str(args.steps), "0"], env)[0])
     table: dict[str, dict[str, float]] = {}
     types: dict[str, dict[str, float]] = {}
@@ -404,7 +394,7 @@ def cmd_onednn(args: argparse.Namespace) -> None:
     isas = args.isa.split(",")
     out: dict[str, Any] = {}
     for isa in isas:
-        env = _env(isa, {"ONEDNN_VERBOSE": "1", "TF_ENABLE_ONEDNN_OPTS": args.onednn_opts})
+        env = child_environment(isa, {"ONEDNN_VERBOSE": "1", "TF_ENABLE_ONEDNN_OPTS": args.onednn_opts})
         result, stdout = _child(["ops", str(args.steps), "1"], env)
         parts = stdout.split(MARK)
         measured = parts[1] if len(parts) >= 3 else stdout
@@ -474,7 +464,7 @@ def cmd_ab(args: argparse.Namespace) -> None:
             proc = subprocess.run(
                 [sys.executable, "-m", "harness.worker.bench", "train", variant, str(root),
                  "--epochs", str(args.epochs)],
-                capture_output=True, text=True, env=_env(isa, env), cwd=REPO, timeout=3600)
+                capture_output=True, text=True, env=child_environment(isa, env), cwd=REPO, timeout=3600)
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("HARNESS_BENCH ")]
             if proc.returncode or not lines:
                 raise SystemExit(f"{name} [{isa}] failed:\n{proc.stderr[-3000:]}")
@@ -514,7 +504,7 @@ def cmd_rss(args: argparse.Namespace) -> None:
     out = {}
     for isa in args.isa.split(","):
         for name, env, _ in configs:
-            result, _ = _child(["rss", str(args.epochs), str(root)], _env(isa, env))
+            result, _ = _child(["rss", str(args.epochs), str(root)], child_environment(isa, env))
             out[f"{isa},{name}"] = result
             print(f"\n[{isa}, {name}] MB: phase | VmRSS | RssAnon | RssFile | VmHWM (peak)")
             for phase, v in result["phases"]:
@@ -528,7 +518,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print("seconds per evaluation of 10,000 images (the per-epoch validation), median of "
           f"{args.repeats} interleaved, peak RSS after (MB)")
     for isa in args.isa.split(","):
-        result, _ = _child(["eval", args.batches, str(args.repeats)], _env(isa, {}))
+        result, _ = _child(["eval", args.batches, str(args.repeats)], child_environment(isa, {}))
         out[isa] = result
         for b, times in result["eval_s"].items():
             print(f"  [{isa}] batch {b:>6}: {statistics.median(times):.3f} s "
@@ -542,7 +532,7 @@ def cmd_layout(args: argparse.Namespace) -> None:
     print(f"ms per training step, {args.steps} steps per pass, median of {args.repeats} "
           "alternating passes in one process")
     for isa in args.isa.split(","):
-        result, _ = _child(["layout", str(args.steps), str(args.repeats)], _env(isa, {}))
+        result, _ = _child(["layout", str(args.steps), str(args.repeats)], child_environment(isa, {}))
         out[isa] = result
         last = statistics.median(result["step_ms"]["channels_last"])
         first = statistics.median(result["step_ms"]["channels_first"])
