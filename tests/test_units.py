@@ -383,3 +383,71 @@ def test_codecarbon_gets_the_same_cpu_model_without_its_one_second_probe() -> No
         return
     assert out["primed"] and out["took"] < 0.5
     assert out["codecarbon"] == out["probe"] == hostinfo.proc_cpu_model()
+
+
+# --- worker: a stop is never lost ------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_stop_dropped_inside_a_finaliser_is_raised_at_the_next_step(monkeypatch) -> None:
+    """The signal handler's exception surfaces wherever the main thread is; inside a
+    ``__del__`` Python prints it and drops it. The stop stays requested, and the
+    training callback raises it after the next step and at the next epoch's end."""
+    import gc
+    import signal
+
+    from harness.worker import run as worker
+    from harness.worker.callbacks import LoopState, make_callback
+
+    monkeypatch.setattr(worker._Stop, "requested", None)
+
+    class Finalised:
+        def __del__(self) -> None:
+            worker._on_signal(signal.SIGTERM, None)
+
+    Finalised()  # the Stopped raised in __del__ is dropped: no exception here
+    gc.collect()
+    assert worker._Stop.requested == "stopped by SIGTERM"
+    callback = make_callback(state=LoopState(), tracking=None, epochs=5, process_start=0.0,
+                             forecast_after=6, budget=None, price=lambda _kwh: 0.0,
+                             on_history=lambda: None, emit=lambda **_event: None,
+                             check_stop=worker.check_stop)
+    callback.on_train_begin()
+    with pytest.raises(worker.Stopped, match="stopped by SIGTERM"):
+        callback.on_train_batch_end(0)
+    callback.on_epoch_begin(0)
+    with pytest.raises(worker.Stopped, match="stopped by SIGTERM"):
+        callback.on_epoch_end(0, {"accuracy": 0.5, "val_accuracy": 0.5})
+
+
+def test_a_run_ended_by_an_unexpected_exit_is_never_written_as_ok(tmp_path: Path,
+                                                                  write_yaml, monkeypatch) -> None:
+    """SystemExit (or KeyboardInterrupt) escapes the worker's handlers; the metrics written
+    on the way out say failed, with the reason, and the exception still ends the run."""
+    import json
+    import signal
+
+    from harness import tracking
+    from harness.plan import expand, write_run_file
+    from harness.scenario import load_scenario
+    from harness.worker import run as worker
+    from tests.conftest import MINIMAL
+
+    spec = expand([load_scenario(write_yaml(MINIMAL))])[0]
+    write_run_file(tmp_path, spec, session="s", session_id="x",
+                   created_at="2026-01-01T00:00:00+00:00", backend="local")
+
+    def exits(*_args, **_kwargs):
+        raise SystemExit(1)
+
+    monkeypatch.setattr(tracking, "start_tracking", exits)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with pytest.raises(SystemExit):
+            worker.run(tmp_path, tmp_path / "data")
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "failed"
+    assert metrics["error"] == "SystemExit: 1"

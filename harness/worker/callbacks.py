@@ -112,12 +112,14 @@ def _finite(value: Any) -> float | None:
 def make_callback(*, state: LoopState, tracking: Any, epochs: int, process_start: float,
                   forecast_after: int, budget: BudgetSpec | None,
                   price: Callable[[float], float], on_history: Callable[[], None],
-                  emit: Callable[..., None]) -> Any:
+                  emit: Callable[..., None],
+                  check_stop: Callable[[], None] = lambda: None) -> Any:
     """The Keras callback that records epochs, windows, forecast and budget.
 
     ``tracking`` is a :class:`harness.tracking.Tracking` (or None: no energy windows);
     ``process_start`` is the process's start on the time.time() clock; ``on_history``
-    writes history.json; ``emit`` sends a progress event to the host.
+    writes history.json; ``emit`` sends a progress event to the host; ``check_stop``
+    raises if the worker was asked to stop (called after every step and epoch).
     """
     import keras
 
@@ -145,6 +147,7 @@ def make_callback(*, state: LoopState, tracking: Any, epochs: int, process_start
             self.last_event = now
 
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            check_stop()
             now = time.perf_counter()
             if state.first_step_s is None:
                 state.first_step_s = time.time() - process_start
@@ -205,6 +208,7 @@ def make_callback(*, state: LoopState, tracking: Any, epochs: int, process_start
                  val_accuracy=record.val_accuracy, epoch_s=record.duration_s,
                  energy_kwh=training_kwh,
                  forecast_co2_kg=state.forecast.co2_kg if state.forecast else None)
+            check_stop()
 
         def on_train_end(self, logs: dict | None = None) -> None:
             self.gap(time.perf_counter())

@@ -77,13 +77,29 @@ def emit_progress(**fields: Any) -> None:
 
 
 class _Stop:
-    """Why the worker was asked to stop (set before the signal is raised)."""
+    """Why the worker was asked to stop: ``reason`` is set by the lifeline before it
+    raises the signal; ``requested`` by the signal handler, and it stays set."""
 
     reason = ""
+    requested: str | None = None
 
 
 def _on_signal(signum: int, _frame: Any) -> None:
-    raise Stopped(_Stop.reason or f"stopped by {signal.Signals(signum).name}")
+    _Stop.requested = _Stop.reason or f"stopped by {signal.Signals(signum).name}"
+    raise Stopped(_Stop.requested)
+
+
+def check_stop() -> None:
+    """Raise :class:`Stopped` if a stop was asked for.
+
+    The handler's exception surfaces wherever the main thread happens to be, and it can
+    be lost there: Python prints and drops an exception raised in a finaliser
+    (``__del__``) or a weakref callback, and C code that clears the error state drops it
+    silently. The training asks again at every step boundary and after fit, so a stop is
+    never lost, only delayed by one step.
+    """
+    if _Stop.requested is not None:
+        raise Stopped(_Stop.requested)
 
 
 def _watch_lifeline() -> None:
@@ -230,14 +246,16 @@ def _train(run: _Run, data_dir: Path) -> None:
         state=run.loop, tracking=tracking, epochs=training.epochs,
         process_start=run.process_start_wall, forecast_after=spec.forecast_after_epoch,
         budget=spec.budget, price=run.price, on_history=run.write_history,
-        emit=emit_progress))
+        emit=emit_progress, check_stop=check_stop))
     model.fit(**fit_args, callbacks=callbacks)
+    check_stop()  # asked during the last step: the run is partial, not evaluated
     run.train_end = time.perf_counter()
     if run.loop.over_budget:
         tracking.stop_window()
         return  # stopped by the budget: no final evaluation, the run is not complete
     tracking.start_window("evaluation")
     loss, accuracy = model.evaluate(fit_args["validation_data"], verbose=0)
+    check_stop()
     run.test_loss, run.test_accuracy = float(loss), float(accuracy)
     tracking.stop_window()
     if training.pruning is not None:
@@ -476,6 +494,11 @@ def run(run_dir: Path, data_dir: Path) -> int:
     except Exception as exc:
         status, error, code = RunStatus.FAILED, f"{type(exc).__name__}: {exc}", EXIT_FAILED
         traceback.print_exc()
+    except BaseException as exc:
+        # SystemExit, KeyboardInterrupt...: the training did not finish, so the results
+        # written below must not say ok. The exception still ends the process.
+        status, error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}".rstrip(": ")
+        raise
     finally:
         # Ignore further signals while the results are written: losing them now
         # would lose everything measured so far.
