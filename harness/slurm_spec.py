@@ -36,11 +36,15 @@ _FIX = " || fix: "
 
 #: Seconds before the job's time limit at which Slurm warns the batch script
 #: (``--signal=B:USR1@LEAD``); the script then stops the worker with SIGTERM so it writes
-#: its partial results. Slurm checks limits only about every 30 s, so the warning comes
-#: 60 to 90 s before the limit: enough for the worker to stop its tracker and write.
+#: its partial results: 90 s is enough for the worker to stop its tracker and write.
 TIME_LIMIT_LEAD_S = 90
-#: The shortest time limit that leaves the worker time to start before the warning.
-MIN_TIME_LIMIT_S = 120
+#: How much earlier than asked Slurm may send that warning: sbatch(1), --signal: "Due to
+#: the resolution of event handling by Slurm, the signal may be sent up to 60 seconds
+#: earlier than specified." The warning therefore comes 90 to 150 s before the limit.
+SIGNAL_EARLY_S = 60
+#: The shortest time limit: the earliest warning then still leaves the worker 30 s to
+#: start and train (with 2 minutes a run was warned 4 s after its start, before epoch 1).
+MIN_TIME_LIMIT_S = 180
 
 #: sbatch options a scenario may add by their long name (``sbatch: {name: value}``).
 SBATCH_ALLOWED = frozenset({
@@ -173,8 +177,9 @@ class SlurmSpec(BaseModel):
         if seconds < MIN_TIME_LIMIT_S:
             raise ValueError(
                 f"{value!r} is {seconds} s; Slurm runs need at least {MIN_TIME_LIMIT_S // 60} "
-                f"minutes{_FIX}the worker is warned {TIME_LIMIT_LEAD_S} s before the limit "
-                "(Slurm checks limits about every 30 s): give 2 minutes or more")
+                f"minutes{_FIX}the worker is warned {TIME_LIMIT_LEAD_S} to "
+                f"{TIME_LIMIT_LEAD_S + SIGNAL_EARLY_S} s before the limit (sbatch --signal): "
+                f"give {MIN_TIME_LIMIT_S // 60} minutes or more")
         return value
 
     @field_validator("sbatch")

@@ -116,7 +116,7 @@ def test_time_limit_forms(text: Any, seconds: int) -> None:
 
 
 @pytest.mark.parametrize(("block", "message"), [
-    ({"time_limit": 1}, "at least 2 minutes"),
+    ({"time_limit": 2}, "at least 3 minutes"),
     ({"time_limit": "UNLIMITED"}, "is not a Slurm time limit"),
     ({"time_limit": "1:2:3:4"}, "is not a Slurm time limit"),
     ({"sbatch": {"mem": "4g"}}, "--mem is set by the harness"),
@@ -175,7 +175,9 @@ def test_sbatch_and_srun_options_follow_the_entry(runs: list) -> None:
     assert {"--nodes=1", "--ntasks=1", "--no-requeue", "--exclusive", "--cpus-per-task=2",
             "--mem=1088M", "--constraint=small", "--partition=cpu",
             "--reservation=bench", "--contiguous", "--signal=B:USR1@90"} <= set(options)
-    assert "--time=12" in options  # timeout_s 600 + 90 s lead, in whole minutes
+    # timeout_s 600 + the warning's 90 s lead + Slurm's up to 60 s earliness, in whole
+    # minutes: the earliest warning (13 min - 150 s = 630 s) comes after timeout_s.
+    assert "--time=13" in options
     assert backend.step_options(small)[-3:] == ["--exact", "--cpus-per-task=2", "--mem=1024M"]
     options = backend.job_options(big)
     assert "--mem=0" in options and "--time=3" in options  # exclusive: the node's memory

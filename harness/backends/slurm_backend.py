@@ -21,7 +21,8 @@ Signals: a cancel (Ctrl-C) sends SIGTERM to the worker's step only (``scancel
 would kill its step at once), the worker writes its partial results and exits, then
 the job ends on its own; whatever still runs after :data:`STOP_GRACE_S` gets a plain
 ``scancel`` (SIGTERM, SIGKILL after the cluster's KillWait). Before the time limit Slurm
-sends SIGUSR1 to the batch shell (``--signal=B:USR1@90``); the script prints a marker
+sends SIGUSR1 to the batch shell (``--signal=B:USR1@90``: 90 to 150 s before it, as
+Slurm may send it up to 60 s early); the script prints a marker
 line and sends SIGTERM to the step: the run is recorded ``timeout`` with its partial
 results. Jobs are never requeued (``--no-requeue``): a node failure or a preemption
 ends the run (``failed``, with Slurm's state) instead of silently training again.
@@ -51,7 +52,12 @@ from harness.backends.batch import BatchBackend, JobStatus
 from harness.errors import UserError
 from harness.fileio import FileProblem, read_model, write_atomic, write_model
 from harness.schema import RunSpec, SlurmJobFile, SlurmRecord
-from harness.slurm_spec import MIN_TIME_LIMIT_S, TIME_LIMIT_LEAD_S, format_minutes
+from harness.slurm_spec import (
+    MIN_TIME_LIMIT_S,
+    SIGNAL_EARLY_S,
+    TIME_LIMIT_LEAD_S,
+    format_minutes,
+)
 
 WHY_NOT_SUBMITIT = (
     "submitit 1.5.4 works against Slurm 22.05, but it pickles a Python callable and runs "
@@ -412,9 +418,11 @@ class SlurmBackend(BatchBackend):
     # --- the job -----------------------------------------------------------------------
 
     def time_limit_s(self, run: RunSpec) -> int:
-        """The job's time limit: the scenario's timeout_s plus the warning lead, capped by
-        the entry's slurm.time_limit, in whole minutes, at least 2."""
-        limit = run.timeout_s + TIME_LIMIT_LEAD_S
+        """The job's time limit (s): the scenario's timeout_s plus the warning's lead and
+        its possible earliness, so the warning never stops a run before timeout_s (it
+        comes 0 to about 2 min after it); capped by the entry's slurm.time_limit; in
+        whole minutes, at least 3."""
+        limit = run.timeout_s + TIME_LIMIT_LEAD_S + SIGNAL_EARLY_S
         spec = run.hardware.slurm
         if spec is not None and spec.time_limit_s is not None:
             limit = min(limit, spec.time_limit_s)
@@ -680,9 +688,10 @@ exit "$rc"
         elif state == "TIMEOUT" or facts.time_limit:
             outcome.timed_out = True
             outcome.reason = (f"Slurm's time limit ({format_minutes(slurm.time_limit_s or 0)} min: "
-                              f"the smaller of timeout_s + {TIME_LIMIT_LEAD_S} s and "
-                              "slurm.time_limit): the worker was warned and stopped about "
-                              f"{TIME_LIMIT_LEAD_S} s before it; Slurm state {state}")
+                              f"the smaller of timeout_s + {TIME_LIMIT_LEAD_S + SIGNAL_EARLY_S}"
+                              " s and slurm.time_limit): the worker was warned and stopped "
+                              f"{TIME_LIMIT_LEAD_S} to {TIME_LIMIT_LEAD_S + SIGNAL_EARLY_S} s "
+                              f"before it; Slurm state {state}")
         elif state == "OUT_OF_MEMORY":
             outcome.oom_killed = True
             outcome.reason = f"Slurm state OUT_OF_MEMORY: {FAILURE_STATES['OUT_OF_MEMORY']}"
