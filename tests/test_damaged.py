@@ -270,6 +270,10 @@ def test_a_stray_directory_in_a_session_is_listed(tmp_path: Path) -> None:
     loaded, _ = load([session])
     stray = next(r for r in loaded[0].runs if r.run_id == "notes")
     assert stray.status == "damaged" and "run.json: missing" in stray.reason
+    # Counted where it is listed, though it belongs to no group: the first line adds up.
+    assert build_report(loaded).statuses == (("damaged", 1), ("ok", 4))
+    report = run_cli("report", str(session), "--out", str(tmp_path / "out"))
+    assert report.stdout.splitlines()[0] == "5 run(s) from 1 session(s): 1 damaged, 4 ok"
 
 
 def test_report_survives_every_damage_at_once(tmp_path: Path) -> None:

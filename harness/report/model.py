@@ -14,6 +14,7 @@ the training scope unless asked otherwise; a ratio never mixes scopes.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -172,7 +173,9 @@ class Report:
     sessions: tuple[SessionInfo, ...]
     warnings: tuple[str, ...]
     baseline: str | None
-    run_count: int
+    statuses: tuple[tuple[str, int], ...]
+    """How many runs read ended in each status, sorted by status: every run directory,
+    those without a readable run.json (in no group) included."""
     pareto: tuple[str, ...] = ()
     """Names of the groups on the Pareto front of accuracy against CO2, where one point
     dominates another only when it is distinguishably better on one axis and not
@@ -621,7 +624,9 @@ def build_report(sessions: list[LoadedSession], *, baseline: str | None = None,
         comparisons=tuple(_baselines(reported, baseline)), left_out=tuple(left_out),
         sessions=tuple(_session_info(item) for item in sessions),
         warnings=tuple(_relative(w, roots) for w in dict.fromkeys(all_warnings)),
-        baseline=baseline, run_count=len(runs), pareto=front, pareto_resolved=resolved,
+        baseline=baseline,
+        statuses=tuple(sorted(Counter(run.status.value for run in runs).items())),
+        pareto=front, pareto_resolved=resolved,
     )
 
 
@@ -653,13 +658,3 @@ def _relative(text: str, roots: list[Path]) -> str:
     for root in roots:
         text = text.replace(f"{root}/", "")
     return text
-
-
-def status_counts(report: Report) -> dict[str, int]:
-    """How many runs ended in each status (the report's first line)."""
-    counts: dict[str, int] = {}
-    for group in report.groups:
-        for run in group.runs:
-            counts[run.status.value] = counts.get(run.status.value, 0) + 1
-    return counts
-

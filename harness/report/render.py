@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from tabulate import tabulate
 
 from harness.report import tables
-from harness.report.model import Report, status_counts
+from harness.report.model import Report
 from harness.report.strategies import strategies
 from harness.report.tables import ESTIMATE_MARK, Table
 from harness.results import LoadedRun
@@ -81,9 +81,9 @@ def sections(report: Report) -> list[Section]:
 
 
 def _status_line(report: Report) -> str:
-    counts = status_counts(report)
-    parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    return f"{report.run_count} run(s) from {len(report.sessions)} session(s): {parts or 'none'}"
+    parts = ", ".join(f"{n} {status}" for status, n in report.statuses)
+    runs = sum(n for _, n in report.statuses)
+    return f"{runs} run(s) from {len(report.sessions)} session(s): {parts or 'none'}"
 
 
 def _pareto_line(report: Report) -> str | None:
